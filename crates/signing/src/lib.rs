@@ -1,3 +1,29 @@
 //! Signing of fs-verity digests: key and certificate loading, PKCS#7 SignedData exactly as
 //! libfsverity builds it, verification, and the [`Signer`] trait. Knows nothing about RPM.
 #![forbid(unsafe_code)]
+
+use fsverity::FileDigest;
+
+/// Something that turns fs-verity file digests into PKCS#7 built-in signatures: a local key, or a
+/// remote signing service. Callers hand over whole batches so that a remote signer can make one
+/// round trip per batch and a local one can sign in parallel.
+///
+/// Implementations build the formatted digest themselves, so a signer only ever signs fs-verity
+/// digests. Signatures come back in the order of `digests`, one per digest.
+pub trait Signer: Send + Sync {
+    fn sign_digests(&self, digests: &[FileDigest]) -> Result<Vec<Vec<u8>>, SignerError>;
+
+    /// DER of the certificate whose key makes the signatures (for reporting and verification).
+    fn certificate_der(&self) -> &[u8];
+}
+
+/// Why a batch could not be signed. Remote signers map transport and server errors here.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("signing failed: {0}")]
+    Crypto(String),
+    #[error("signing service: {0}")]
+    Remote(String),
+    #[error("signer returned {got} signatures for {expected} digests")]
+    CountMismatch { expected: usize, got: usize },
+}
