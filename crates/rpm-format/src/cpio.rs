@@ -1,0 +1,592 @@
+//! Streaming cpio reader for rpm payloads: "newc" entries (070701/070702) and the stripped
+//! `07070X` entries rpm writes when the header has LONGFILESIZES. Each entry is mapped to its
+//! header file index and checked against the header; file contents are never buffered.
+
+use std::borrow::Borrow;
+use std::io::{self, Read};
+
+use crate::error::{Error, Result};
+use crate::files::FileList;
+
+/// Longest entry name accepted (rpm paths are bounded by PATH_MAX anyway).
+pub const MAX_NAME_SIZE: u32 = 64 * 1024;
+const TRAILER: &[u8] = b"TRAILER!!!";
+
+/// One payload entry, positioned at its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpioEntry {
+    /// Header file index.
+    pub index: usize,
+    /// Data bytes that follow in the payload (0 for directories and for hardlink members that
+    /// do not carry the set's content).
+    pub size: u64,
+    /// Mode from the cpio header (stripped entries: from the file header).
+    pub mode: u32,
+    /// Link count from the cpio header (stripped entries: 1).
+    pub nlink: u32,
+    /// True for a `07070X` entry.
+    pub stripped: bool,
+}
+
+/// Iterates entries; the reader itself yields the current entry's content.
+pub struct CpioReader<R, F = FileList> {
+    inner: R,
+    files: F,
+    pos: u64,
+    /// Data bytes of the current entry not yet read.
+    remaining: u64,
+    seen: Vec<bool>,
+    /// Per hardlink set: whether a member carried the data.
+    link_data: Vec<bool>,
+    done: bool,
+}
+
+fn cpio_err(offset: u64, msg: impl Into<String>) -> Error {
+    Error::Cpio {
+        offset,
+        msg: msg.into(),
+    }
+}
+
+fn hex8(b: &[u8], offset: u64) -> Result<u32> {
+    let s = std::str::from_utf8(b).map_err(|_| cpio_err(offset, "non-hex header field"))?;
+    if s.len() != 8 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(cpio_err(offset, format!("bad header field {s:?}")));
+    }
+    u32::from_str_radix(s, 16).map_err(|_| cpio_err(offset, "bad header field"))
+}
+
+impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
+    pub fn new(inner: R, files: F) -> CpioReader<R, F> {
+        let n = files.borrow().len();
+        let sets = files.borrow().hardlink_sets().len();
+        CpioReader {
+            inner,
+            files,
+            pos: 0,
+            remaining: 0,
+            seen: vec![false; n],
+            link_data: vec![false; sets],
+            done: false,
+        }
+    }
+
+    pub fn files(&self) -> &FileList {
+        self.files.borrow()
+    }
+
+    /// Bytes of the archive consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) => {
+                    return Err(cpio_err(
+                        self.pos + got as u64,
+                        "truncated archive (unexpected end of payload)",
+                    ))
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::from_io("payload", e)),
+            }
+        }
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        while n > 0 {
+            let k = n.min(buf.len() as u64) as usize;
+            self.read_exact_counted(&mut buf[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    fn align4(&mut self) -> Result<()> {
+        let pad = (4 - self.pos % 4) % 4;
+        self.skip(pad)
+    }
+
+    /// Advances to the next entry (skipping unread content of the current one). `Ok(None)`
+    /// after the trailer, once every non-ghost header file has been seen.
+    pub fn next_entry(&mut self) -> Result<Option<CpioEntry>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.remaining > 0 {
+            let r = self.remaining;
+            self.remaining = 0;
+            self.skip(r)?;
+        }
+        self.align4()?;
+        let start = self.pos;
+        let mut magic = [0u8; 6];
+        self.read_exact_counted(&mut magic)?;
+        let entry = match &magic {
+            b"07070X" => {
+                let mut idx = [0u8; 8];
+                self.read_exact_counted(&mut idx)?;
+                let idx = hex8(&idx, start)?;
+                if idx == u32::MAX {
+                    return self.finish_archive();
+                }
+                let index = idx as usize;
+                if index >= self.files().len() {
+                    return Err(cpio_err(
+                        start,
+                        format!(
+                            "stripped entry index {idx} out of range ({} files)",
+                            self.files().len()
+                        ),
+                    ));
+                }
+                self.align4()?;
+                let size = self.files().stripped_entry_size(index);
+                let mode = self.files().files()[index].mode as u32;
+                CpioEntry {
+                    index,
+                    size,
+                    mode,
+                    nlink: 1,
+                    stripped: true,
+                }
+            }
+            b"070701" | b"070702" => {
+                let mut h = [0u8; 104];
+                self.read_exact_counted(&mut h)?;
+                let mut f = [0u32; 13];
+                for (i, v) in f.iter_mut().enumerate() {
+                    *v = hex8(&h[8 * i..8 * i + 8], start)?;
+                }
+                let (mode, nlink, filesize, namesize) = (f[1], f[4], f[6] as u64, f[11]);
+                if namesize == 0 || namesize > MAX_NAME_SIZE {
+                    return Err(cpio_err(start, format!("bad name size {namesize}")));
+                }
+                let mut name = vec![0u8; namesize as usize];
+                self.read_exact_counted(&mut name)?;
+                if name.last() != Some(&0) {
+                    return Err(cpio_err(start, "entry name not NUL-terminated"));
+                }
+                name.pop();
+                if name == TRAILER {
+                    return self.finish_archive();
+                }
+                self.align4()?;
+                let Some(index) = self.files().find(&name) else {
+                    return Err(Error::NotInHeader {
+                        name: String::from_utf8_lossy(&name).into_owned(),
+                    });
+                };
+                CpioEntry {
+                    index,
+                    size: filesize,
+                    mode,
+                    nlink,
+                    stripped: false,
+                }
+            }
+            _ => {
+                return Err(cpio_err(
+                    start,
+                    format!("bad entry magic {:?}", String::from_utf8_lossy(&magic)),
+                ))
+            }
+        };
+        self.check_entry(&entry)?;
+        self.remaining = entry.size;
+        Ok(Some(entry))
+    }
+
+    fn check_entry(&mut self, e: &CpioEntry) -> Result<()> {
+        let files: &FileList = self.files.borrow();
+        let f = &files.files()[e.index];
+        if self.seen[e.index] {
+            return Err(Error::DuplicateEntry {
+                path: f.path_lossy(),
+            });
+        }
+        if f.is_ghost() {
+            return Err(Error::GhostInPayload {
+                path: f.path_lossy(),
+            });
+        }
+        let set = files.hardlink_set(e.index);
+        if e.size != f.size {
+            let ok = e.size == 0 && (set.is_some() || f.is_dir());
+            if !ok {
+                return Err(Error::FileSizeMismatch {
+                    path: f.path_lossy(),
+                    header: f.size,
+                    payload: e.size,
+                });
+            }
+        }
+        if set.is_some() && e.size > 0 {
+            let k = files
+                .hardlink_sets()
+                .iter()
+                .position(|s| s.contains(&e.index))
+                .unwrap_or(0);
+            if self.link_data[k] {
+                return Err(cpio_err(
+                    self.pos,
+                    format!("hardlink set of {:?} carries data twice", f.path_lossy()),
+                ));
+            }
+            self.link_data[k] = true;
+        }
+        self.seen[e.index] = true;
+        Ok(())
+    }
+
+    fn finish_archive(&mut self) -> Result<Option<CpioEntry>> {
+        self.done = true;
+        let files: &FileList = self.files.borrow();
+        for (i, f) in files.files().iter().enumerate() {
+            if !f.is_ghost() && !self.seen[i] {
+                return Err(Error::MissingFromPayload {
+                    path: f.path_lossy(),
+                });
+            }
+        }
+        for (k, set) in files.hardlink_sets().iter().enumerate() {
+            let size = files.files()[set[0]].size;
+            if size > 0 && !self.link_data[k] {
+                return Err(Error::MissingFromPayload {
+                    path: files.files()[*set.last().unwrap_or(&set[0])].path_lossy(),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Indices of files marked seen so far (for callers that stop early).
+    pub fn seen(&self) -> &[bool] {
+        &self.seen
+    }
+}
+
+impl<R: Read, F: Borrow<FileList>> Read for CpioReader<R, F> {
+    /// Content of the current entry; 0 at its end.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let k = (buf.len() as u64).min(self.remaining) as usize;
+        let n = self.inner.read(&mut buf[..k])?;
+        if n == 0 {
+            return Err(cpio_err(self.pos, "truncated archive inside file data").into_io());
+        }
+        self.remaining -= n as u64;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::tests::{header_for, F};
+    use crate::tags::FILE_GHOST;
+
+    fn pad4(v: &mut Vec<u8>) {
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+    }
+
+    fn newc(v: &mut Vec<u8>, name: &str, mode: u32, nlink: u32, data: &[u8]) {
+        v.extend_from_slice(b"070701");
+        let fields = [
+            1,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ];
+        for f in fields {
+            v.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        v.extend_from_slice(name.as_bytes());
+        v.push(0);
+        pad4(v);
+        v.extend_from_slice(data);
+        pad4(v);
+    }
+
+    fn stripped(v: &mut Vec<u8>, idx: u32, data: &[u8]) {
+        v.extend_from_slice(format!("07070X{idx:08x}").as_bytes());
+        pad4(v);
+        v.extend_from_slice(data);
+        pad4(v);
+    }
+
+    fn trailer(v: &mut Vec<u8>) {
+        newc(v, "TRAILER!!!", 0, 1, b"");
+    }
+
+    fn files() -> FileList {
+        FileList::from_header(&header_for(
+            &[
+                F {
+                    path: "/d/a",
+                    size: 5,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 1,
+                },
+                F {
+                    path: "/d/b",
+                    size: 5,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 1,
+                },
+                F {
+                    path: "/d/c",
+                    size: 3,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 2,
+                },
+                F {
+                    path: "/d/dir",
+                    size: 0,
+                    mode: 0o40755,
+                    flags: 0,
+                    inode: 3,
+                },
+                F {
+                    path: "/d/g",
+                    size: 7,
+                    mode: 0o100644,
+                    flags: FILE_GHOST,
+                    inode: 4,
+                },
+            ],
+            false,
+        ))
+        .unwrap()
+    }
+
+    fn collect(data: &[u8], fl: &FileList) -> Result<Vec<(usize, Vec<u8>)>> {
+        let mut r = CpioReader::new(data, fl);
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf)
+                .map_err(|e| Error::from_io("x", e))?;
+            assert_eq!(buf.len() as u64, e.size);
+            out.push((e.index, buf));
+        }
+        Ok(out)
+    }
+
+    fn good_archive() -> Vec<u8> {
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"ccc");
+        newc(&mut v, "./d/dir", 0o40755, 2, b"");
+        newc(&mut v, "./d/a", 0o100644, 2, b"");
+        newc(&mut v, "./d/b", 0o100644, 2, b"hello");
+        trailer(&mut v);
+        v
+    }
+
+    #[test]
+    fn newc_happy_path() {
+        let fl = files();
+        let got = collect(&good_archive(), &fl).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (2, b"ccc".to_vec()),
+                (3, vec![]),
+                (0, vec![]),
+                (1, b"hello".to_vec())
+            ]
+        );
+        // Partially read entries are skipped correctly.
+        let data = good_archive();
+        let mut r = CpioReader::new(&data[..], &fl);
+        let mut n = 0;
+        while let Some(_e) = r.next_entry().unwrap() {
+            let mut one = [0u8; 1];
+            let _ = r.read(&mut one).unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn newc_errors() {
+        let fl = files();
+        // entry not in header
+        let mut v = good_archive();
+        let mut extra = Vec::new();
+        newc(&mut extra, "./d/zzz", 0o100644, 1, b"x");
+        v.splice(0..0, extra);
+        assert!(matches!(collect(&v, &fl), Err(Error::NotInHeader { .. })));
+        // missing file
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"ccc");
+        trailer(&mut v);
+        assert!(matches!(
+            collect(&v, &fl),
+            Err(Error::MissingFromPayload { .. })
+        ));
+        // size mismatch
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"cccc");
+        assert!(matches!(
+            collect(&v, &fl),
+            Err(Error::FileSizeMismatch { .. })
+        ));
+        // ghost in payload
+        let mut v = Vec::new();
+        newc(&mut v, "./d/g", 0o100644, 1, b"ggggggg");
+        assert!(matches!(
+            collect(&v, &fl),
+            Err(Error::GhostInPayload { .. })
+        ));
+        // duplicate
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"ccc");
+        newc(&mut v, "d/c", 0o100644, 1, b"ccc");
+        assert!(matches!(
+            collect(&v, &fl),
+            Err(Error::DuplicateEntry { .. })
+        ));
+        // bad magic
+        let mut v = good_archive();
+        v[5] = b'9';
+        assert!(matches!(collect(&v, &fl), Err(Error::Cpio { .. })));
+        // non-hex field
+        let mut v = good_archive();
+        v[10] = b'g';
+        assert!(matches!(collect(&v, &fl), Err(Error::Cpio { .. })));
+        // absurd namesize
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"ccc");
+        v[6 + 88..6 + 96].copy_from_slice(b"7fffffff");
+        assert!(matches!(collect(&v, &fl), Err(Error::Cpio { .. })));
+        // truncated at every position
+        let v = good_archive();
+        // (the trailer's own 3 padding bytes are never read, as in rpm)
+        for cut in 0..v.len() - 3 {
+            assert!(collect(&v[..cut], &fl).is_err(), "cut at {cut} accepted");
+        }
+        // hardlink data twice
+        let mut v = Vec::new();
+        newc(&mut v, "./d/a", 0o100644, 2, b"hello");
+        newc(&mut v, "./d/b", 0o100644, 2, b"hello");
+        assert!(matches!(collect(&v, &fl), Err(Error::Cpio { .. })));
+        // hardlink set without data
+        let mut v = Vec::new();
+        newc(&mut v, "./d/c", 0o100644, 1, b"ccc");
+        newc(&mut v, "./d/dir", 0o40755, 2, b"");
+        newc(&mut v, "./d/a", 0o100644, 2, b"");
+        newc(&mut v, "./d/b", 0o100644, 2, b"");
+        trailer(&mut v);
+        assert!(matches!(
+            collect(&v, &fl),
+            Err(Error::MissingFromPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn stripped_entries() {
+        let fl = FileList::from_header(&header_for(
+            &[
+                F {
+                    path: "/big/a",
+                    size: 6,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 1,
+                },
+                F {
+                    path: "/big/b",
+                    size: 6,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 1,
+                },
+                F {
+                    path: "/big/c",
+                    size: 3,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 2,
+                },
+                F {
+                    path: "/big/d",
+                    size: 0,
+                    mode: 0o40755,
+                    flags: 0,
+                    inode: 3,
+                },
+            ],
+            true,
+        ))
+        .unwrap();
+        assert!(fl.has_long_sizes());
+        let mut v = Vec::new();
+        stripped(&mut v, 2, b"ccc");
+        stripped(&mut v, 3, b"");
+        stripped(&mut v, 0, b"");
+        stripped(&mut v, 1, b"abcdef");
+        trailer(&mut v);
+        let got = collect(&v, &fl).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (2, b"ccc".to_vec()),
+                (3, vec![]),
+                (0, vec![]),
+                (1, b"abcdef".to_vec())
+            ]
+        );
+        // ffffffff also ends the archive
+        let mut w = v.clone();
+        let t = w.len() - 124;
+        w.truncate(t);
+        w.extend_from_slice(b"07070Xffffffff");
+        pad4(&mut w);
+        assert_eq!(collect(&w, &fl).unwrap().len(), 4);
+        // index out of range
+        let mut w = Vec::new();
+        stripped(&mut w, 9, b"");
+        assert!(matches!(collect(&w, &fl), Err(Error::Cpio { .. })));
+        // missing entry
+        let mut w = Vec::new();
+        stripped(&mut w, 2, b"ccc");
+        trailer(&mut w);
+        assert!(matches!(
+            collect(&w, &fl),
+            Err(Error::MissingFromPayload { .. })
+        ));
+        // truncated data
+        let mut w = Vec::new();
+        stripped(&mut w, 1, b"abcdef");
+        assert!(collect(&w[..w.len() - 3], &fl).is_err());
+    }
+}
