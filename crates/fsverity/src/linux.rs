@@ -517,6 +517,28 @@ pub fn read_descriptor(fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>> {
     read_metadata_all(fd, MetadataKind::Descriptor, 256)
 }
 
+/// Open a file read-only for the calls above, with the kernel's verity-specific open errors
+/// typed: opening a signed verity file fails with ENOKEY when its cert is not in `.fs-verity`
+/// (the keyring is empty after every boot), and with EKEYREJECTED/EBADMSG/EPERM when the stored
+/// signature no longer verifies or `require_signatures=1` meets an unsigned file.
+pub fn open_readonly(path: &Path) -> Result<fs::File> {
+    fs::File::open(path).map_err(map_open_error)
+}
+
+/// The [`open_readonly`] mapping, for callers opening files their own way (O_NOFOLLOW, openat).
+pub fn map_open_error(err: io::Error) -> Error {
+    match err.raw_os_error() {
+        Some(libc::ENOKEY) => Error::CertNotInKeyring,
+        Some(libc::EKEYREJECTED) => Error::SignatureRejected,
+        Some(libc::EBADMSG) => Error::MalformedSignature,
+        Some(libc::EPERM) => Error::SignatureRequired,
+        _ => Error::Other {
+            op: "open",
+            source: err,
+        },
+    }
+}
+
 /// Whether fs-verity is on for the file: statx's STATX_ATTR_VERITY (5.5+), else the inode
 /// flag from FS_IOC_GETFLAGS. Does not open the verity info, so it works when the cert is
 /// missing (where measure would fail with ENOKEY).
