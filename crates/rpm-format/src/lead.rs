@@ -140,8 +140,6 @@ pub fn host_archnum() -> u16 {
         1
     } else if cfg!(target_arch = "aarch64") {
         19
-    } else if cfg!(all(target_arch = "powerpc64", target_endian = "little")) {
-        16
     } else if cfg!(target_arch = "powerpc64") {
         16
     } else if cfg!(target_arch = "s390x") {
