@@ -5,7 +5,21 @@
 
 use std::fmt;
 
+pub mod descriptor;
+pub mod hash;
 pub mod linux;
+pub mod params;
+pub mod tree;
+
+pub use descriptor::{empty_file_digest, Descriptor, DESCRIPTOR_SIZE};
+pub use hash::Backend;
+pub use params::{
+    parse_hex_salt, Error, Params, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_SALT_SIZE,
+};
+pub use tree::{
+    digest_bytes, digest_file, digest_reader, open_regular_file, DigestBuilder, Finished,
+    MerkleTree, Threads,
+};
 
 /// Hash algorithms fs-verity defines (`FS_VERITY_HASH_ALG_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
