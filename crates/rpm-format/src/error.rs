@@ -79,8 +79,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Turns an I/O error raised inside a reader chain back into our error when it carries one.
-    pub(crate) fn from_io(what: &'static str, e: std::io::Error) -> Error {
+    /// Turns an I/O error raised inside a reader chain (payload, cpio content) back into our
+    /// error when it carries one, so callers can report e.g. a digest mismatch as such.
+    pub fn from_io(what: &'static str, e: std::io::Error) -> Error {
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             let kind = e.kind();
             if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {

@@ -251,7 +251,9 @@ impl Header {
         let dl = be32(&intro, 12);
         check_lengths(kind, il, dl)?;
         let rest = 16 * il as usize + dl as usize;
-        let mut raw = Vec::with_capacity(16 + rest);
+        // Grow as data actually arrives: a truncated file claiming a 255 MiB header must not
+        // cost 255 MiB.
+        let mut raw = Vec::with_capacity(16 + rest.min(1 << 20));
         raw.extend_from_slice(&intro);
         let got = r
             .take(rest as u64)

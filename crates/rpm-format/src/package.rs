@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::files::FileList;
 use crate::header::{read_exact_or, Header, HeaderKind};
 use crate::lead::{Lead, LEAD_SIZE};
-use crate::payload::{Compressor, Decoder, PayloadExpectations, PayloadReader, RawPayload};
+use crate::payload::{Compressor, PayloadExpectations, PayloadReader, RawPayload};
 use crate::sighdr::{signature_padding, SignatureHeader};
 use crate::tags;
 
@@ -27,6 +27,20 @@ pub struct Package<R> {
     pub signature: SignatureHeader,
     pub main: Header,
     reader: R,
+}
+
+impl<R: Read + Send + 'static> Package<R> {
+    /// As [`Package::into_payload`], with reading and digest checks on their own thread.
+    /// `md5 = false` skips the legacy MD5 when PAYLOADDIGEST is present.
+    pub fn into_payload_threaded(self, md5: bool) -> Result<(PackageHeaders, PayloadReader<R>)> {
+        let compressor = self.compressor()?;
+        let archive_size = self.archive_size()?;
+        let (headers, raw) = self.into_raw_payload_with(md5)?;
+        Ok((
+            headers,
+            PayloadReader::threaded(compressor, raw, archive_size)?,
+        ))
+    }
 }
 
 impl<R: Read> Package<R> {
@@ -210,8 +224,7 @@ impl<R: Read> Package<R> {
         let compressor = self.compressor()?;
         let archive_size = self.archive_size()?;
         let (headers, raw) = self.into_raw_payload()?;
-        let dec = Decoder::new(compressor, raw)?;
-        Ok((headers, PayloadReader::new(dec, archive_size)))
+        Ok((headers, PayloadReader::new(compressor, raw, archive_size)?))
     }
 
     pub fn into_parts(self) -> (PackageHeaders, R) {

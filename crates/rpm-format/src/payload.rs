@@ -3,6 +3,8 @@
 //! decoders' buffers.
 
 use std::io::{self, BufReader, Chain, Cursor, Read};
+use std::sync::mpsc;
+use std::thread;
 
 use md5::Md5;
 use sha2::digest::DynDigest;
@@ -106,6 +108,17 @@ impl<R: Read> Decoder<R> {
 
     pub fn compressor(&self) -> Compressor {
         self.compressor
+    }
+
+    /// The raw stream underneath (reading it directly skips whatever the decoder buffered).
+    pub fn get_mut(&mut self) -> &mut R {
+        match &mut self.inner {
+            Inner::Plain(c) => c.get_mut().1,
+            Inner::Gzip(d) => d.get_mut().get_mut().1,
+            Inner::Bzip2(d) => d.get_mut(),
+            Inner::Xz(d) => d.get_mut(),
+            Inner::Zstd(d) => d.get_mut().get_mut(),
+        }
     }
 
     /// The raw stream back (bytes the decoder buffered but did not use are lost; they have
@@ -325,9 +338,53 @@ impl<R: Read> Read for RawPayload<R> {
     }
 }
 
-/// Counts decompressed bytes (for PAYLOADSIZE) on top of a decoder.
+/// Feeds a decoder from a reader thread (see [`PayloadReader::threaded`]).
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.eof || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.eof = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+enum Source<R: Read> {
+    Inline(Decoder<RawPayload<R>>),
+    Threaded {
+        decoder: Decoder<ChannelReader>,
+        reader: thread::JoinHandle<Result<PayloadReport>>,
+    },
+}
+
+/// The decompressed payload; counts bytes for the PAYLOADSIZE check.
 pub struct PayloadReader<R: Read> {
-    decoder: Decoder<RawPayload<R>>,
+    source: Source<R>,
     uncompressed: u64,
     expected_uncompressed: Option<u64>,
 }
@@ -341,21 +398,35 @@ pub struct PayloadSummary {
     pub raw: PayloadReport,
 }
 
+/// Raw chunk size handed from the reader thread to the decoder.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight: bounds memory to ~2 MiB.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
 impl<R: Read> PayloadReader<R> {
+    /// Reading, digesting and decompressing on the calling thread.
     pub fn new(
-        decoder: Decoder<RawPayload<R>>,
+        compressor: Compressor,
+        raw: RawPayload<R>,
         expected_uncompressed: Option<u64>,
-    ) -> PayloadReader<R> {
-        PayloadReader {
-            decoder,
+    ) -> Result<PayloadReader<R>> {
+        Ok(PayloadReader {
+            source: Source::Inline(Decoder::new(compressor, raw)?),
             uncompressed: 0,
             expected_uncompressed,
-        }
+        })
     }
 
     /// Decompressed bytes so far.
     pub fn position(&self) -> u64 {
         self.uncompressed
+    }
+
+    pub fn compressor(&self) -> Compressor {
+        match &self.source {
+            Source::Inline(d) => d.compressor(),
+            Source::Threaded { decoder, .. } => decoder.compressor(),
+        }
     }
 
     /// Drains both streams and checks PAYLOADSIZE and all raw-payload digests.
@@ -372,8 +443,18 @@ impl<R: Read> PayloadReader<R> {
             }
             checked = true;
         }
-        let compressor = self.decoder.compressor();
-        let raw = self.decoder.into_inner().finish()?;
+        let compressor = self.compressor();
+        let raw = match self.source {
+            Source::Inline(d) => d.into_inner().finish()?,
+            Source::Threaded { decoder, reader } => {
+                // Dropping the decoder closes the channel so the reader thread cannot block.
+                drop(decoder);
+                reader.join().map_err(|_| Error::Io {
+                    what: "payload",
+                    source: io::Error::other("payload reader thread panicked"),
+                })??
+            }
+        };
         Ok(PayloadSummary {
             compressor,
             uncompressed_bytes: self.uncompressed,
@@ -383,10 +464,105 @@ impl<R: Read> PayloadReader<R> {
     }
 }
 
+impl<R: Read + Send + 'static> PayloadReader<R> {
+    /// Reading and digesting the raw payload on a separate thread, decompressing on the
+    /// calling one, so that digest checks cost no wall time on a multi-core machine.
+    pub fn threaded(
+        compressor: Compressor,
+        mut raw: RawPayload<R>,
+        expected_uncompressed: Option<u64>,
+    ) -> Result<PayloadReader<R>> {
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+        let reader = thread::Builder::new()
+            .name("rpm-payload-read".into())
+            .spawn(move || {
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    match raw.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.send(Ok(buf)).is_err() {
+                                // Consumer gone (finish or drop): keep digesting the rest.
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = tx.send(Err(e));
+                            return Err(Error::Io {
+                                what: "payload",
+                                source: io::Error::other(msg),
+                            });
+                        }
+                    }
+                }
+                drop(tx);
+                raw.finish()
+            })
+            .map_err(|e| Error::Io {
+                what: "payload reader thread",
+                source: e,
+            })?;
+        let channel = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            eof: false,
+        };
+        Ok(PayloadReader {
+            source: Source::Threaded {
+                decoder: Decoder::new(compressor, channel)?,
+                reader,
+            },
+            uncompressed: 0,
+            expected_uncompressed,
+        })
+    }
+}
+
+fn is_decompress_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<Error>())
+        .is_some_and(|x| matches!(x, Error::Decompress { .. }))
+}
+
+/// Reads the raw stream to its end; returns the digest/size verdict if it failed.
+fn raw_verdict<Rd: Read>(r: &mut Rd) -> Option<io::Error> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => return Some(e),
+            Err(_) => return None,
+        }
+    }
+}
+
 impl<R: Read> Read for PayloadReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.decoder.read(buf)?;
-        self.uncompressed += n as u64;
-        Ok(n)
+        let r = match &mut self.source {
+            Source::Inline(d) => d.read(buf),
+            Source::Threaded { decoder, .. } => decoder.read(buf),
+        };
+        match r {
+            Ok(n) => {
+                self.uncompressed += n as u64;
+                Ok(n)
+            }
+            // A corrupt compressed stream in a package whose digests do not match is reported
+            // as the digest mismatch: that is the cause, and it names what was checked.
+            Err(e) if is_decompress_error(&e) => {
+                let verdict = match &mut self.source {
+                    Source::Inline(d) => raw_verdict(d.get_mut()),
+                    Source::Threaded { decoder, .. } => raw_verdict(decoder.get_mut()),
+                };
+                Err(verdict.unwrap_or(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -16,10 +16,14 @@ use support::{
 };
 
 /// Streams the payload, returns path → (index, payload bytes) and checks the digests.
-fn stream_payload(path: &Path) -> BTreeMap<Vec<u8>, (usize, Vec<u8>)> {
+fn stream_payload(path: &Path, threaded: bool) -> BTreeMap<Vec<u8>, (usize, Vec<u8>)> {
     let pkg = Package::open(BufReader::new(File::open(path).unwrap())).unwrap();
     let files = pkg.files().unwrap();
-    let (_headers, payload) = pkg.into_payload().unwrap();
+    let (_headers, payload) = if threaded {
+        pkg.into_payload_threaded(true).unwrap()
+    } else {
+        pkg.into_payload().unwrap()
+    };
     let mut cpio = CpioReader::new(payload, &files);
     let mut out = BTreeMap::new();
     while let Some(e) = cpio.next_entry().unwrap() {
@@ -88,7 +92,7 @@ fn every_compressor_streams_exactly_what_rpm2cpio_gives() {
         assert_eq!(pkg.main_header_offset() + size_tag, total);
         drop(pkg);
 
-        let got = stream_payload(&rpm);
+        let got = stream_payload(&rpm, i % 2 == 1);
         let dest = tmp.path().join(format!("x{i}"));
         let listed = rpm2cpio_extract(&rpm, &dest);
         let mut listed_paths: Vec<Vec<u8>> = listed
@@ -144,15 +148,27 @@ fn flip(path: &Path, at: u64) -> Vec<u8> {
 }
 
 fn read_all(bytes: &[u8]) -> rpm_format::Result<()> {
-    let pkg = Package::open(bytes)?;
+    let inline = read_all_with(bytes, false);
+    let threaded = read_all_with(bytes, true);
+    assert_eq!(
+        inline.as_ref().map_err(|e| e.to_string()),
+        threaded.as_ref().map_err(|e| e.to_string()),
+        "threaded and inline readers disagree"
+    );
+    inline
+}
+
+fn read_all_with(bytes: &[u8], threaded: bool) -> rpm_format::Result<()> {
+    let pkg = Package::open(std::io::Cursor::new(bytes.to_vec()))?;
     let files = pkg.files()?;
-    let (_h, payload) = pkg.into_payload()?;
+    let (_h, payload) = if threaded {
+        pkg.into_payload_threaded(true)?
+    } else {
+        pkg.into_payload()?
+    };
     let mut cpio = CpioReader::new(payload, &files);
     while cpio.next_entry()?.is_some() {
-        std::io::copy(&mut cpio, &mut std::io::sink()).map_err(|e| Error::Io {
-            what: "test",
-            source: e,
-        })?;
+        std::io::copy(&mut cpio, &mut std::io::sink()).map_err(|e| Error::from_io("payload", e))?;
     }
     cpio.into_inner().finish()?;
     Ok(())
@@ -172,16 +188,37 @@ fn corruption_is_detected() {
     // Main header byte → header digest mismatch (or a structural error).
     let bad = flip(&rpm, main_off + 200);
     assert!(Package::open(&bad[..]).is_err());
+    // A flipped byte of a main-header *string* keeps the structure valid: only the digest
+    // catches it.
+    let hdr = &good[main_off as usize..payload_off as usize];
+    let name_at = hdr.windows(8).position(|w| w == b"corrupt\0").unwrap();
+    let bad = flip(&rpm, main_off + name_at as u64);
+    assert!(matches!(
+        Package::open(&bad[..]),
+        Err(Error::DigestMismatch {
+            what: "header SHA-256",
+            ..
+        })
+    ));
     // Last payload byte → payload digest (zstd may or may not notice first).
     let bad = flip(&rpm, good.len() as u64 - 1);
-    assert!(read_all(&bad).is_err());
+    let e = read_all(&bad).unwrap_err();
+    assert!(
+        matches!(e, Error::DigestMismatch { .. } | Error::Decompress { .. }),
+        "{e}"
+    );
     // A payload byte in the middle.
     let bad = flip(&rpm, payload_off + (good.len() as u64 - payload_off) / 2);
-    assert!(read_all(&bad).is_err());
-    // Extra byte at the end → size mismatch / digest mismatch.
+    let e = read_all(&bad).unwrap_err();
+    assert!(
+        matches!(e, Error::DigestMismatch { .. } | Error::Decompress { .. }),
+        "{e}"
+    );
+    // Extra byte at the end → size mismatch.
     let mut longer = good.clone();
     longer.push(0);
-    assert!(read_all(&longer).is_err());
+    let e = read_all(&longer).unwrap_err();
+    assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
     // Truncated in every section.
     for cut in [
         0,
