@@ -48,8 +48,6 @@ fn run(cmd: &mut Command) -> std::process::Output {
 /// Builds `name-1.0-1.x86_64.rpm` in `dir` with `%_binary_payload` = `payload` and returns its
 /// path.
 pub fn build_rpm(dir: &Path, name: &str, payload: &str, c: Contents) -> PathBuf {
-    let top = dir.join(format!("top-{name}"));
-    std::fs::create_dir_all(top.join("SPECS")).unwrap();
     let mut install = String::from(
         "mkdir -p %{buildroot}/opt/t/dir %{buildroot}/etc\n\
          printf 'hello world\\n' > %{buildroot}/opt/t/hello.txt\n",
@@ -81,6 +79,19 @@ pub fn build_rpm(dir: &Path, name: &str, payload: &str, c: Contents) -> PathBuf 
         install.push_str("printf 'ghost!' > %{buildroot}/opt/t/ghost-sized\n");
         files.push_str("%ghost /opt/t/ghost-sized\n");
     }
+    build_rpm_custom(dir, name, payload, &install, &files)
+}
+
+/// Builds a package from raw `%install` and `%files` sections (`NAME` is replaced by `name`).
+pub fn build_rpm_custom(
+    dir: &Path,
+    name: &str,
+    payload: &str,
+    install: &str,
+    files: &str,
+) -> PathBuf {
+    let top = dir.join(format!("top-{name}"));
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
     let spec = format!(
         "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: test package\nLicense: MIT\n\n\
          %description\ntest package\n\n%install\n{install}\n%files\n{files}"
