@@ -4,6 +4,22 @@
 
 use fsverity::FileDigest;
 
+mod asn1;
+pub mod cert;
+pub mod key;
+mod local;
+pub mod pem;
+pub mod pkcs7;
+pub mod verify;
+
+pub use cert::{CertError, Certificate, KeyAlgorithm};
+pub use key::{KeyError, SigningKey};
+pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
+pub use pkcs7::{
+    build_rsa_signed_data, DigestAlgorithm, Pkcs7Signature, SignatureAlgorithm, SignerId,
+};
+pub use verify::{verify_signature, VerifyError};
+
 /// Something that turns fs-verity file digests into PKCS#7 built-in signatures: a local key, or a
 /// remote signing service. Callers hand over whole batches so that a remote signer can make one
 /// round trip per batch and a local one can sign in parallel.
@@ -27,3 +43,6 @@ pub enum SignerError {
     #[error("signer returned {got} signatures for {expected} digests")]
     CountMismatch { expected: usize, got: usize },
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! X.509 certificates: only what signing and verification need (issuer, serial, public key).
+//!
+//! The kernel finds the signing certificate by issuer + serial, so those are kept exactly as DER.
+
+use der::{Decode, Encode};
+
+use crate::{asn1, pem};
+
+/// Certificates larger than this are refused: real ones are a few KiB.
+const MAX_CERT_LEN: usize = 64 * 1024;
+
+/// The public-key algorithm of a certificate, as far as fs-verity signatures care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Rsa,
+    /// EC key on the named curve (P-256, P-384 or P-521).
+    Ec(EcCurve),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcCurve {
+    P256,
+    P384,
+    P521,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("no certificate found (expected PEM \"CERTIFICATE\" or DER X.509)")]
+    NoCertificate,
+    #[error("invalid PEM: {0}")]
+    Pem(#[from] pem::PemError),
+    #[error("invalid X.509 certificate: {0}")]
+    Der(String),
+    #[error("certificate is larger than {MAX_CERT_LEN} bytes")]
+    TooLarge,
+    #[error("unsupported certificate public key algorithm {0}")]
+    UnsupportedKey(String),
+}
+
+/// A parsed X.509 certificate with its original DER.
+#[derive(Clone)]
+pub struct Certificate {
+    der: Vec<u8>,
+    issuer_der: Vec<u8>,
+    serial_der: Vec<u8>,
+    issuer: String,
+    subject: String,
+    serial: Vec<u8>,
+    key_algorithm: KeyAlgorithm,
+    /// Contents of subjectPublicKey: `RSAPublicKey` DER for RSA, the EC point for EC.
+    public_key: Vec<u8>,
+    /// The whole SubjectPublicKeyInfo DER.
+    spki_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("serial", &self.serial_hex())
+            .finish()
+    }
+}
+
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+impl Eq for Certificate {}
+
+const OID_RSA: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_EC: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_P521: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.35");
+
+impl Certificate {
+    /// Parses one DER certificate; trailing bytes are an error.
+    pub fn from_der(der_bytes: &[u8]) -> Result<Self, CertError> {
+        if der_bytes.len() > MAX_CERT_LEN {
+            return Err(CertError::TooLarge);
+        }
+        let cert = x509_cert::Certificate::from_der(der_bytes)
+            .map_err(|e| CertError::Der(e.to_string()))?;
+        let tbs = &cert.tbs_certificate;
+        let enc = |r: der::Result<Vec<u8>>| r.map_err(|e| CertError::Der(e.to_string()));
+        let (issuer_der, serial_der) =
+            raw_issuer_and_serial(der_bytes).map_err(|e| CertError::Der(e.to_string()))?;
+        let spki = &tbs.subject_public_key_info;
+        let spki_der = enc(spki.to_der())?;
+        let key_algorithm = if spki.algorithm.oid == OID_RSA {
+            KeyAlgorithm::Rsa
+        } else if spki.algorithm.oid == OID_EC {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
+            match curve {
+                Some(c) if c == OID_P256 => KeyAlgorithm::Ec(EcCurve::P256),
+                Some(c) if c == OID_P384 => KeyAlgorithm::Ec(EcCurve::P384),
+                Some(c) if c == OID_P521 => KeyAlgorithm::Ec(EcCurve::P521),
+                other => {
+                    return Err(CertError::UnsupportedKey(format!(
+                        "EC curve {}",
+                        other.map_or_else(|| "(missing)".to_string(), |c| c.to_string())
+                    )))
+                }
+            }
+        } else {
+            return Err(CertError::UnsupportedKey(spki.algorithm.oid.to_string()));
+        };
+        let public_key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| CertError::Der("public key BIT STRING has unused bits".into()))?
+            .to_vec();
+        Ok(Self {
+            der: der_bytes.to_vec(),
+            issuer_der,
+            serial_der,
+            issuer: name_to_string(&tbs.issuer),
+            subject: name_to_string(&tbs.subject),
+            serial: tbs.serial_number.as_bytes().to_vec(),
+            key_algorithm,
+            public_key,
+            spki_der,
+        })
+    }
+
+    /// The first certificate in `data`, PEM (other blocks such as a private key are skipped) or DER.
+    pub fn parse(data: &[u8]) -> Result<Self, CertError> {
+        if pem::is_pem(data) {
+            let blocks = pem::parse_blocks(data)?;
+            let block = blocks
+                .iter()
+                .find(|b| is_cert_label(&b.label))
+                .ok_or(CertError::NoCertificate)?;
+            Self::from_der(&block.der)
+        } else {
+            Self::from_der(data)
+        }
+    }
+
+    /// Every certificate in `data`: a PEM bundle, or a single DER certificate. At least one.
+    pub fn parse_all(data: &[u8]) -> Result<Vec<Self>, CertError> {
+        if pem::is_pem(data) {
+            let certs = pem::parse_blocks(data)?
+                .iter()
+                .filter(|b| is_cert_label(&b.label))
+                .map(|b| Self::from_der(&b.der))
+                .collect::<Result<Vec<_>, _>>()?;
+            if certs.is_empty() {
+                return Err(CertError::NoCertificate);
+            }
+            Ok(certs)
+        } else {
+            Ok(vec![Self::from_der(data)?])
+        }
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// DER of the issuer Name, as the PKCS#7 IssuerAndSerialNumber carries it.
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
+    /// DER of the serial INTEGER (tag and length included).
+    pub fn serial_der(&self) -> &[u8] {
+        &self.serial_der
+    }
+
+    /// Issuer in OpenSSL's one-line style, e.g. `C=AU, ST=Some-State, O=Internet Widgits Pty Ltd`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Big-endian serial number bytes (two's complement, minimal).
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    pub fn serial_hex(&self) -> String {
+        hex::encode(&self.serial)
+    }
+
+    pub fn key_algorithm(&self) -> KeyAlgorithm {
+        self.key_algorithm
+    }
+
+    /// `RSAPublicKey` DER (RSA) or the uncompressed EC point (EC).
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+}
+
+/// The issuer Name and serial INTEGER exactly as encoded in the certificate: OpenSSL copies these
+/// bytes into the PKCS#7 and the kernel compares them as bytes, so a re-encoding is not good enough.
+fn raw_issuer_and_serial(cert: &[u8]) -> Result<(Vec<u8>, Vec<u8>), asn1::Asn1Error> {
+    let outer = asn1::single(cert, asn1::TAG_SEQUENCE, "certificate")?;
+    let mut r = asn1::Reader::new(outer.content);
+    let tbs = r.expect(asn1::TAG_SEQUENCE)?;
+    let mut t = asn1::Reader::new(tbs.content);
+    t.optional(asn1::TAG_CTX0)?;
+    let serial = t.expect(asn1::TAG_INTEGER)?;
+    t.expect(asn1::TAG_SEQUENCE)?;
+    let issuer = t.expect(asn1::TAG_SEQUENCE)?;
+    Ok((issuer.raw.to_vec(), serial.raw.to_vec()))
+}
+
+fn is_cert_label(label: &str) -> bool {
+    matches!(
+        label,
+        "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE"
+    )
+}
+
+/// RDNs in certificate order, joined the way `openssl x509 -issuer` prints them.
+pub(crate) fn name_to_string(name: &x509_cert::name::Name) -> String {
+    let parts: Vec<String> = name.0.iter().map(|rdn| rdn.to_string()).collect();
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT_PEM: &[u8] = include_bytes!("../../../tests/data/cert.pem");
+
+    #[test]
+    fn parses_fsverity_test_cert() {
+        let c = Certificate::parse(CERT_PEM).unwrap();
+        assert_eq!(
+            c.issuer(),
+            "C=AU, ST=Some-State, O=Internet Widgits Pty Ltd"
+        );
+        assert_eq!(c.key_algorithm(), KeyAlgorithm::Rsa);
+        assert!(c.serial_hex().starts_with("61a4"), "{}", c.serial_hex());
+        assert!(c.serial_hex().ends_with("dfea"), "{}", c.serial_hex());
+        // DER round trip: PEM body == DER, and DER parses alone.
+        let again = Certificate::parse(c.der()).unwrap();
+        assert_eq!(again, c);
+        assert_eq!(c.issuer_der()[0], 0x30);
+        assert_eq!(c.serial_der()[0], 0x02);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(
+            Certificate::parse(b"hello"),
+            Err(CertError::Der(_))
+        ));
+        assert!(matches!(
+            Certificate::parse(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+            Err(CertError::NoCertificate)
+        ));
+        let c = Certificate::parse(CERT_PEM).unwrap();
+        let mut trailing = c.der().to_vec();
+        trailing.push(0);
+        assert!(Certificate::from_der(&trailing).is_err());
+        assert!(Certificate::from_der(&c.der()[..c.der().len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! A signer holding the private key in this process.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use fsverity::FileDigest;
+use rayon::prelude::*;
+
+use crate::cert::{CertError, Certificate};
+use crate::key::{KeyError, SigningKey};
+use crate::{pem, pkcs7, Signer, SignerError};
+
+/// Batches with at least this many distinct digests are signed on the rayon pool; below it the
+/// thread hand-off costs more than it saves (an RSA-2048 signature is well under a millisecond).
+const PARALLEL_THRESHOLD: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: larger than {} bytes, not a key or certificate file",
+        pem::MAX_PEM_LEN
+    )]
+    TooLarge { path: PathBuf },
+    #[error("key {path}: {source}")]
+    Key { path: PathBuf, source: KeyError },
+    #[error("certificate {path}: {source}")]
+    Cert { path: PathBuf, source: CertError },
+    #[error("key {key} does not match certificate {cert}")]
+    Mismatch { key: PathBuf, cert: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("key does not match certificate")]
+pub struct KeyMismatch;
+
+/// Signs with a local key; each signature names `cert` as the signer.
+pub struct LocalSigner {
+    key: SigningKey,
+    cert: Certificate,
+}
+
+impl std::fmt::Debug for LocalSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSigner")
+            .field("key", &self.key)
+            .field("cert", &self.cert)
+            .finish()
+    }
+}
+
+/// Reads a key or certificate file, refusing anything too large to be one.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut data = Vec::new();
+    file.take(pem::MAX_PEM_LEN as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(read_err)?;
+    if data.len() > pem::MAX_PEM_LEN {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(data)
+}
+
+impl LocalSigner {
+    /// Refuses a key that `cert` does not certify: the kernel would reject every signature.
+    pub fn new(key: SigningKey, cert: Certificate) -> Result<Self, KeyMismatch> {
+        if !key.matches(&cert) {
+            return Err(KeyMismatch);
+        }
+        Ok(Self { key, cert })
+    }
+
+    /// Loads the key (PEM; `passphrase` for an encrypted one) and the certificate (PEM or DER)
+    /// from files. Without `cert_path` the certificate is read from the key file, like
+    /// `fsverity sign` does. Errors name the file.
+    pub fn load(
+        key_path: &Path,
+        cert_path: Option<&Path>,
+        passphrase: Option<&[u8]>,
+    ) -> Result<Self, LoadError> {
+        let key_data = read_bounded(key_path)?;
+        let key = SigningKey::from_pem(&key_data, passphrase).map_err(|source| LoadError::Key {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
+        let cert_path = cert_path.unwrap_or(key_path);
+        let cert_data = if cert_path == key_path {
+            key_data
+        } else {
+            read_bounded(cert_path)?
+        };
+        let cert = Certificate::parse(&cert_data).map_err(|source| LoadError::Cert {
+            path: cert_path.to_path_buf(),
+            source,
+        })?;
+        Self::new(key, cert).map_err(|_| LoadError::Mismatch {
+            key: key_path.to_path_buf(),
+            cert: cert_path.to_path_buf(),
+        })
+    }
+
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The PKCS#7 built-in signature of one digest, byte-identical to `fsverity sign`.
+    pub fn sign_digest(&self, digest: &FileDigest) -> Result<Vec<u8>, SignerError> {
+        let hash = digest.algorithm();
+        let sig = self
+            .key
+            .sign(hash, &digest.formatted())
+            .map_err(|e| SignerError::Crypto(e.to_string()))?;
+        Ok(pkcs7::build_rsa_signed_data(hash, &self.cert, &sig))
+    }
+}
+
+impl Signer for LocalSigner {
+    /// Identical digests (common: empty files, duplicated files across packages) are signed once.
+    fn sign_digests(&self, digests: &[FileDigest]) -> Result<Vec<Vec<u8>>, SignerError> {
+        let mut slot_of: HashMap<&FileDigest, usize> = HashMap::with_capacity(digests.len());
+        let mut unique: Vec<&FileDigest> = Vec::new();
+        let slots: Vec<usize> = digests
+            .iter()
+            .map(|d| {
+                *slot_of.entry(d).or_insert_with(|| {
+                    unique.push(d);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let signed: Vec<Vec<u8>> = if unique.len() >= PARALLEL_THRESHOLD {
+            unique
+                .par_iter()
+                .map(|d| self.sign_digest(d))
+                .collect::<Result<_, _>>()?
+        } else {
+            unique
+                .iter()
+                .map(|d| self.sign_digest(d))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(slots.into_iter().map(|i| signed[i].clone()).collect())
+    }
+
+    fn certificate_der(&self) -> &[u8] {
+        self.cert.der()
+    }
+}
