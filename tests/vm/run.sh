@@ -20,6 +20,9 @@
 #   --append ARGS       extra kernel command line
 #   --console FILE      keep the serial console (kernel messages) in FILE
 #   --verbose           print the console log to stderr even on success
+# Environment: RPM_VERITY_VM_CACHE (kernel cache dir), RPM_VERITY_VM_BOOT=bzimage (boot the
+# compressed kernel instead of the extracted vmlinux), RPM_VERITY_VM_KPKG (pin the kernel
+# package, see setup.sh).
 #
 # Output: the guest script's stdout+stderr on stdout (it travels over a second serial port,
 # so kernel messages never mix into it). Exit status: the script's, 124 on timeout, 125 when
@@ -62,7 +65,12 @@ done
 
 kdir=$("$here/setup.sh")
 kver=$(cat "$kdir/version")
-if [[ -f $kdir/vmlinux ]]; then kernel=$kdir/vmlinux; else kernel=$kdir/vmlinuz; fi
+# RPM_VERITY_VM_BOOT=bzimage forces the compressed image (to compare, or if PVH boot breaks).
+if [[ -f $kdir/vmlinux && ${RPM_VERITY_VM_BOOT:-} != bzimage ]]; then
+    kernel=$kdir/vmlinux
+else
+    kernel=$kdir/vmlinuz
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rpm-verity-vm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -147,7 +155,7 @@ for d in "${disks[@]}"; do
 done
 console=${console_out:-$work/console.log}
 : >"$work/guest.out"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 set +e
 timeout -k 5 "$timeout" qemu-system-x86_64 \
     -accel tcg -cpu max -m 512M -smp 1 \
@@ -158,13 +166,13 @@ timeout -k 5 "$timeout" qemu-system-x86_64 \
     "${drives[@]}" </dev/null
 qrc=$?
 set -e
-end=$(date +%s.%N)
-echo "vm/run: qemu exited $qrc after $(echo "$end - $start" | bc 2>/dev/null || echo "?")s" >&2
+ms=$((($(date +%s%N) - start) / 1000000))
+echo "vm/run: qemu exited $qrc after $((ms / 1000)).$(printf %03d $((ms % 1000)))s" >&2
 
 # Guest output is framed by markers written by init; anything outside them is noise.
 out=$work/guest.out
-body=$(sed -n '/^=== rpm-verity-vm: begin ===$/,/^=== rpm-verity-vm: end rc=[0-9]* ===$/p' "$out" |
-    sed '1d;$d')
+# (Up to EOF when the guest died without an end marker: the partial output still helps.)
+body=$(awk '/^=== rpm-verity-vm: end rc=[0-9]* ===$/ { exit } on { print } /^=== rpm-verity-vm: begin ===$/ { on = 1 }' "$out")
 rc=$(sed -n 's/^=== rpm-verity-vm: end rc=\([0-9]*\) ===$/\1/p' "$out" | tail -n1)
 [[ -n $body ]] && printf '%s\n' "$body"
 if [[ $qrc == 124 || $qrc == 137 ]]; then
@@ -174,7 +182,7 @@ if [[ $qrc == 124 || $qrc == 137 ]]; then
 fi
 if [[ -z $rc ]]; then
     echo "vm/run: the guest did not report an exit status (qemu exit $qrc); console log:" >&2
-    [[ -s $out && -z $body ]] && cat "$out" >&2
+    [[ -z $body ]] && cat "$out" >&2
     tail -n 80 "$console" >&2 || true
     exit 125
 fi

@@ -9,11 +9,14 @@ set -euo pipefail
 
 CACHE=${RPM_VERITY_VM_CACHE:-$HOME/.cache/rpm-verity-vm}
 mkdir -p "$CACHE"
+# Tests boot VMs in parallel; only one of them may populate the cache.
+exec 9>"$CACHE/.lock"
+flock 9
 
 log() { echo "vm/setup: $*" >&2; }
 die() { echo "vm/setup: error: $*" >&2; exit 1; }
 
-for t in apt-cache apt-get dpkg-deb xz od dd; do
+for t in apt-cache apt-get dpkg-deb xz od dd flock; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 
@@ -29,11 +32,19 @@ MODULES=(
 
 # Which kernel package: the current dependency of the linux-image-amd64 metapackage,
 # unless pinned with RPM_VERITY_VM_KPKG=linux-image-6.1.0-NN-amd64.
+resolve() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
+}
 pkg=${RPM_VERITY_VM_KPKG:-}
 if [[ -z $pkg ]]; then
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
-    [[ -n $pkg ]] || die "cannot resolve linux-image-amd64's dependency (apt-get update needed?)"
+    pkg=$(resolve)
+    if [[ -z $pkg && $(id -u) == 0 ]]; then
+        log "no package lists: apt-get update"
+        apt-get update -qq >&2 || true
+        pkg=$(resolve)
+    fi
+    [[ -n $pkg ]] || die "cannot resolve linux-image-amd64's dependency (run apt-get update)"
 fi
 kver=${pkg#linux-image-}
 kdir=$CACHE/$kver
@@ -141,7 +152,7 @@ if [[ -f $kdir.tmp/config ]]; then
         die "$pkg lacks CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y"
 fi
 
-rm -rf "$root"
+rm -rf "$root" "${debs[@]}"
 rm -rf "$kdir"
 mv "$kdir.tmp" "$kdir"
 touch "$kdir/.complete"
