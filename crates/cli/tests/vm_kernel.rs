@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -30,11 +33,24 @@ fn build_probe() -> PathBuf {
     // target/<profile>/deps/vm_kernel-HASH
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let target_dir = profile_dir.parent().unwrap();
-    let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
-        .args(["build", "-q", "-p", "fsverity", "--example", "vm_probe", "--target-dir"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "fsverity",
+            "--example",
+            "vm_probe",
+            "--target-dir",
+        ])
         .arg(target_dir);
     if profile == "release" {
         cmd.arg("--release");
@@ -69,7 +85,9 @@ fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key.pem"));
     let cert = dir.join(format!("{name}.pem"));
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .arg("-subj")
         .arg(format!("/CN=rpm-verity vm {name}/O=Throwaway"))
         .arg("-keyout")
@@ -102,9 +120,13 @@ impl Steps {
     fn parse(out: &str) -> Self {
         let mut m = HashMap::new();
         for line in out.lines() {
-            let Some(rest) = line.strip_prefix("STEP ") else { continue };
+            let Some(rest) = line.strip_prefix("STEP ") else {
+                continue;
+            };
             let (name, rest) = rest.split_once(" rc=").expect("step line");
-            let (rc, text) = rest.split_once(": ").unwrap_or((rest.trim_end_matches(':'), ""));
+            let (rc, text) = rest
+                .split_once(": ")
+                .unwrap_or((rest.trim_end_matches(':'), ""));
             m.insert(name.to_string(), (rc.parse().unwrap(), text.to_string()));
         }
         Steps(m, out.to_string())
@@ -130,9 +152,16 @@ impl Steps {
     fn err(&self, name: &str, variant: &str, errno: i32) {
         let (rc, out) = self.get(name);
         assert_eq!(*rc, 1, "step {name} should fail with {variant}: {out}");
-        let errno = if errno < 0 { "-".to_string() } else { errno.to_string() };
+        let errno = if errno < 0 {
+            "-".to_string()
+        } else {
+            errno.to_string()
+        };
         let prefix = format!("error {variant} errno={errno}: ");
-        assert!(out.starts_with(&prefix), "step {name}: expected {prefix}..., got {out}");
+        assert!(
+            out.starts_with(&prefix),
+            "step {name}: expected {prefix}..., got {out}"
+        );
     }
 }
 
@@ -144,7 +173,10 @@ fn boot(args: &[&std::ffi::OsStr]) -> Steps {
         .expect("run tests/vm/run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     // Shown by libtest only when the test fails.
-    println!("guest output:\n{stdout}\nrun.sh stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "guest output:\n{stdout}\nrun.sh stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "VM run failed ({}):\n{stdout}\n{}",
@@ -189,9 +221,24 @@ fn linux_module_against_a_real_fs_verity_kernel() {
         .arg("-out")
         .arg(data.join("cert.der")));
     std::fs::copy(&cert, data.join("cert.pem")).unwrap();
-    sign(&root.join("signed.bin"), &data.join("signed.sig"), &key, &cert);
-    sign(&data.join("other.bin"), &data.join("other.sig"), &key, &cert);
-    sign(&root.join("nocert.bin"), &data.join("nocert.sig"), &key2, &cert2);
+    sign(
+        &root.join("signed.bin"),
+        &data.join("signed.sig"),
+        &key,
+        &cert,
+    );
+    sign(
+        &data.join("other.bin"),
+        &data.join("other.sig"),
+        &key,
+        &cert,
+    );
+    sign(
+        &root.join("nocert.bin"),
+        &data.join("nocert.sig"),
+        &key2,
+        &cert2,
+    );
     std::fs::write(data.join("garbage.sig"), pattern(300, 5)).unwrap();
 
     let plain_digest = fsverity_digest(&root.join("plain.bin"), "sha256");
@@ -220,14 +267,26 @@ fn linux_module_against_a_real_fs_verity_kernel() {
     let guest = repo_root().join("tests/vm/guests/kernel.sh");
     let probe_arg = format!("{}:/usr/local/bin/vm_probe", probe.display());
     let mut common: Vec<std::ffi::OsString> = vec!["--bin".into(), probe_arg.into()];
-    for f in ["cert.der", "cert.pem", "signed.sig", "other.sig", "nocert.sig", "garbage.sig"] {
+    for f in [
+        "cert.der",
+        "cert.pem",
+        "signed.sig",
+        "other.sig",
+        "nocert.sig",
+        "garbage.sig",
+    ] {
         common.push("--file".into());
         common.push(data.join(f).into());
     }
 
     // --- first boot ----------------------------------------------------------------------------
     let mut args = common.clone();
-    args.extend(["--disk".into(), img.clone().into(), "--disk".into(), img2.clone().into()]);
+    args.extend([
+        "--disk".into(),
+        img.clone().into(),
+        "--disk".into(),
+        img2.clone().into(),
+    ]);
     args.extend([guest.clone().into(), "first".into()]);
     let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let s = boot(&refs);
@@ -244,7 +303,10 @@ fn linux_module_against_a_real_fs_verity_kernel() {
 
     s.ok_eq("enable-plain", "enabled");
     s.ok_eq("measure-plain", &plain_digest);
-    s.ok_eq("fsverity-measure-plain", &format!("{plain_digest} /mnt/plain.bin"));
+    s.ok_eq(
+        "fsverity-measure-plain",
+        &format!("{plain_digest} /mnt/plain.bin"),
+    );
     s.ok_eq("is-verity-plain", "true");
     s.ok_eq("read-sig-plain", "no-signature");
     s.err("enable-plain-again", "AlreadyEnabled", 17);
