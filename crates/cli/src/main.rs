@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod remote;
+mod pkgdigest;
 mod util;
 
 #[derive(Parser)]

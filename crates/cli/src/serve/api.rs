@@ -1,0 +1,371 @@
+//! The HTTP API (v1): routes, request validation, signing, audit records.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use fsverity::{FileDigest, HashAlgorithm};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::audit::AuditLog;
+use super::auth::{Clients, ConnInfo};
+use super::config::Limits;
+use super::keys::Key;
+use super::metrics::Metrics;
+
+pub struct AppState {
+    pub keys: BTreeMap<String, Key>,
+    pub clients: Clients,
+    pub audit: AuditLog,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub pool: rayon::ThreadPool,
+    pub next_id: AtomicU64,
+}
+
+/// A refusal: the HTTP status, a stable machine-readable kind, and a message for humans.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into() }
+    }
+    fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"kind": self.kind, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/keys", get(list_keys))
+        .route("/v1/keys/{name}/sign", post(sign))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_and_count))
+        .with_state(state)
+}
+
+fn endpoint_label(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/metrics" => "metrics",
+        "/v1/keys" => "keys",
+        p if p.starts_with("/v1/keys/") && p.ends_with("/sign") => "sign",
+        _ => "other",
+    }
+}
+
+/// Applies the request timeout and counts every request, whichever handler answers it.
+async fn limit_and_count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let endpoint = endpoint_label(req.uri().path());
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    st.metrics.in_flight(1);
+    let resp = match tokio::time::timeout(st.limits.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            // The handler was dropped before answering, so nothing it signed was handed out.
+            let e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("request not answered within {} s", st.limits.request_timeout.as_secs()),
+            );
+            if endpoint == "sign" || endpoint == "keys" {
+                let mut rec = Record::new(&st, conn.as_ref(), endpoint);
+                rec.reject(&e);
+                let _ = st.audit.write(&rec.finish()).await;
+            }
+            st.metrics.error(e.kind);
+            e.into_response()
+        }
+    };
+    st.metrics.in_flight(-1);
+    st.metrics.request(endpoint, resp.status().as_u16());
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}
+
+/// One audit log line under construction.
+struct Record(serde_json::Map<String, Value>);
+
+impl Record {
+    fn new(st: &AppState, conn: Option<&ConnInfo>, action: &str) -> Self {
+        let mut m = serde_json::Map::new();
+        m.insert("time".into(), Value::String(rfc3339(SystemTime::now())));
+        m.insert("id".into(), json!(st.next_id.fetch_add(1, Ordering::Relaxed)));
+        m.insert("action".into(), json!(action));
+        if let Some(c) = conn {
+            m.insert("peer".into(), json!(c.peer.to_string()));
+            if let Some(cn) = &c.cert_cn {
+                m.insert("cert_cn".into(), json!(cn));
+            }
+        }
+        Self(m)
+    }
+    fn set(&mut self, k: &str, v: Value) {
+        self.0.insert(k.into(), v);
+    }
+    fn reject(&mut self, e: &ApiError) {
+        self.set("outcome", json!("rejected"));
+        self.set("status", json!(e.status.as_u16()));
+        self.set("error", json!(e.kind));
+        self.set("message", json!(e.message));
+    }
+    fn finish(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+async fn list_keys(State(st): State<Arc<AppState>>, Extension(conn): Extension<ConnInfo>, headers: HeaderMap) -> Response {
+    let mut rec = Record::new(&st, Some(&conn), "list_keys");
+    let (client, method) = match st.clients.authenticate(&headers, &conn) {
+        Ok(c) => c,
+        Err(e) => return reject(&st, rec, e).await,
+    };
+    rec.set("client", json!(client.name));
+    rec.set("auth", json!(method.as_str()));
+    let keys: Vec<Value> = st
+        .keys
+        .values()
+        .filter(|k| client.keys.contains(&k.name))
+        .map(|k| {
+            json!({
+                "name": k.name,
+                "certificate_pem": k.cert_pem,
+                "hash_algorithms": ["sha256", "sha512"],
+            })
+        })
+        .collect();
+    rec.set("outcome", json!("listed"));
+    rec.set("status", json!(200));
+    if let Err(msg) = st.audit.write(&rec.finish()).await {
+        st.metrics.error("audit_unavailable");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg).into_response();
+    }
+    Json(json!({"keys": keys})).into_response()
+}
+
+async fn reject(st: &AppState, mut rec: Record, e: ApiError) -> Response {
+    rec.reject(&e);
+    st.metrics.error(e.kind);
+    // The refusal stands whether or not its line could be written.
+    let _ = st.audit.write(&rec.finish()).await;
+    e.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    hash_alg: String,
+    digests: Vec<String>,
+}
+
+async fn sign(
+    State(st): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut rec = Record::new(&st, Some(&conn), "sign");
+    rec.set("key", json!(name));
+    let resp = match sign_inner(&st, &conn, &name, &headers, body, &mut rec).await {
+        Ok(r) => r,
+        Err(e) => return reject(&st, rec, e).await,
+    };
+    st.metrics.sign_latency(started.elapsed());
+    resp
+}
+
+async fn sign_inner(
+    st: &Arc<AppState>,
+    conn: &ConnInfo,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+    rec: &mut Record,
+) -> Result<Response, ApiError> {
+    let (client, method) = st.clients.authenticate(headers, conn)?;
+    rec.set("client", json!(client.name));
+    rec.set("auth", json!(method.as_str()));
+    let Some(key) = st.keys.get(name) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key named {name:?}")));
+    };
+    if !client.keys.contains(name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "key_not_allowed",
+            format!("client {:?} may not use key {name:?}", client.name),
+        ));
+    }
+
+    let body = read_body(body, headers, st.limits.max_body_bytes).await?;
+    let req: SignRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not a valid sign request: {e}")))?;
+    let Some(alg) = HashAlgorithm::from_name(&req.hash_alg) else {
+        return Err(ApiError::bad_request(
+            "unknown_hash_alg",
+            format!("hash_alg {:?} is not one of \"sha256\", \"sha512\"", req.hash_alg),
+        ));
+    };
+    rec.set("hash_alg", json!(alg.name()));
+    rec.set("count", json!(req.digests.len()));
+    if req.digests.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "digests is empty"));
+    }
+    if req.digests.len() > st.limits.max_batch {
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!("{} digests in one request; the limit is {}", req.digests.len(), st.limits.max_batch),
+        ));
+    }
+    let mut digests = Vec::with_capacity(req.digests.len());
+    for (i, h) in req.digests.iter().enumerate() {
+        let bytes = hex::decode(h)
+            .map_err(|e| ApiError::bad_request("bad_hex", format!("digests[{i}] is not hex: {e}")))?;
+        let d = FileDigest::new(alg, &bytes).ok_or_else(|| {
+            ApiError::bad_request(
+                "wrong_digest_length",
+                format!("digests[{i}] has {} bytes; {} digests have {}", bytes.len(), alg.name(), alg.digest_size()),
+            )
+        })?;
+        digests.push(d);
+    }
+
+    let _slot = client
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "server is shutting down"))?;
+    let signer = key.signer.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let batch = digests.clone();
+    st.pool.spawn(move || {
+        let _ = tx.send(signer.sign_digests(&batch));
+    });
+    let sigs = match rx.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", e.to_string()));
+        }
+        Err(_) => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", "signing thread panicked"));
+        }
+    };
+    if sigs.len() != digests.len() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "signing_failed",
+            format!("signer returned {} signatures for {} digests", sigs.len(), digests.len()),
+        ));
+    }
+
+    // The refusal line (if the audit write fails) must not claim the digests were signed, so the
+    // success line is built on a copy.
+    let mut line = rec.0.clone();
+    line.insert("digests".into(), Value::Array(digests.iter().map(|d| Value::String(d.to_hex())).collect()));
+    line.insert("outcome".into(), json!("signed"));
+    line.insert("status".into(), json!(200));
+    if let Err(msg) = st.audit.write(&Value::Object(line)).await {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg));
+    }
+    st.metrics.signatures(&key.name, sigs.len());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sigs: Vec<String> = sigs.iter().map(|s| b64.encode(s)).collect();
+    Ok(Json(json!({"key": key.name, "hash_alg": alg.name(), "signatures": sigs})).into_response())
+}
+
+/// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > limit as u64 => return Err(too_big()),
+            Some(_) => {}
+            None => return Err(ApiError::bad_request("bad_request", "invalid Content-Length")),
+        }
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_big()),
+        Err(e) => Err(ApiError::bad_request("bad_request", format!("reading request body: {e}"))),
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, H. Hinnant), to avoid a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
+    }
+}

@@ -1,0 +1,289 @@
+//! The `serve` configuration file (TOML). Paths in it are relative to the file's directory, so a
+//! config and its keys can be moved together.
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    audit_log: PathBuf,
+    tls: RawTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default, rename = "key")]
+    keys: Vec<RawKey>,
+    #[serde(default, rename = "client")]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    per_client_concurrency: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    key: PathBuf,
+    cert: PathBuf,
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: String,
+    cert_cn: Option<String>,
+    #[serde(default)]
+    token_sha256: Vec<String>,
+    keys: Vec<String>,
+}
+
+/// Hard ceiling of the API: a batch never exceeds this, whatever the config says, so clients can
+/// rely on it.
+pub const API_MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub per_client_concurrency: usize,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // 1000 SHA-512 digests in hex with JSON punctuation is ~135 KB.
+            max_body_bytes: 256 * 1024,
+            max_batch: API_MAX_BATCH,
+            per_client_concurrency: 16,
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub name: String,
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub name: String,
+    pub cert_cn: Option<String>,
+    pub token_sha256: Vec<[u8; 32]>,
+    pub keys: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub audit_log: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub limits: Limits,
+    pub keys: Vec<KeyConfig>,
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::parse(&text, base).with_context(|| format!("config {}", path.display()))
+    }
+
+    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let listen: SocketAddr = raw
+            .listen
+            .parse()
+            .with_context(|| format!("listen = {:?} is not an IP:port address", raw.listen))?;
+
+        let d = Limits::default();
+        let l = raw.limits;
+        let limits = Limits {
+            max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_batch: l.max_batch.unwrap_or(d.max_batch),
+            per_client_concurrency: l.per_client_concurrency.unwrap_or(d.per_client_concurrency),
+            request_timeout: l.request_timeout_secs.map(Duration::from_secs).unwrap_or(d.request_timeout),
+            max_connections: l.max_connections.unwrap_or(d.max_connections),
+            shutdown_grace: l.shutdown_grace_secs.map(Duration::from_secs).unwrap_or(d.shutdown_grace),
+        };
+        if limits.max_batch == 0 || limits.max_batch > API_MAX_BATCH {
+            bail!("limits.max_batch must be between 1 and {API_MAX_BATCH}");
+        }
+        if limits.max_body_bytes < 1024 {
+            bail!("limits.max_body_bytes must be at least 1024");
+        }
+        if limits.per_client_concurrency == 0 || limits.max_connections == 0 {
+            bail!("limits.per_client_concurrency and limits.max_connections must be at least 1");
+        }
+        if limits.request_timeout.is_zero() {
+            bail!("limits.request_timeout_secs must be at least 1");
+        }
+
+        let mut key_names = BTreeSet::new();
+        let mut keys = Vec::new();
+        for k in &raw.keys {
+            check_name(&k.name).with_context(|| format!("key name {:?}", k.name))?;
+            if !key_names.insert(k.name.clone()) {
+                bail!("key {:?} is defined twice", k.name);
+            }
+            keys.push(KeyConfig {
+                name: k.name.clone(),
+                key: rel(&k.key),
+                cert: rel(&k.cert),
+                passphrase_file: k.passphrase_file.as_ref().map(rel),
+            });
+        }
+        if keys.is_empty() {
+            bail!("no [[key]] configured");
+        }
+
+        let mut client_names = BTreeSet::new();
+        let mut cns: HashMap<String, String> = HashMap::new();
+        let mut tokens: HashMap<[u8; 32], String> = HashMap::new();
+        let mut clients = Vec::new();
+        for c in &raw.clients {
+            if c.name.is_empty() {
+                bail!("a [[client]] has an empty name");
+            }
+            if !client_names.insert(c.name.clone()) {
+                bail!("client {:?} is defined twice", c.name);
+            }
+            if c.cert_cn.is_none() && c.token_sha256.is_empty() {
+                bail!("client {:?} has neither cert_cn nor token_sha256, so it could never authenticate", c.name);
+            }
+            if let Some(cn) = &c.cert_cn {
+                if let Some(other) = cns.insert(cn.clone(), c.name.clone()) {
+                    bail!("clients {:?} and {:?} have the same cert_cn {:?}", other, c.name, cn);
+                }
+            }
+            let mut hashes = Vec::new();
+            for h in &c.token_sha256 {
+                let bytes = hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .with_context(|| format!("client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)", c.name))?;
+                if let Some(other) = tokens.insert(bytes, c.name.clone()) {
+                    bail!("clients {:?} and {:?} share a token", other, c.name);
+                }
+                hashes.push(bytes);
+            }
+            let mut allowed = BTreeSet::new();
+            for k in &c.keys {
+                if !key_names.contains(k) {
+                    bail!("client {:?} is allowed key {:?}, which is not configured", c.name, k);
+                }
+                allowed.insert(k.clone());
+            }
+            clients.push(ClientConfig { name: c.name.clone(), cert_cn: c.cert_cn.clone(), token_sha256: hashes, keys: allowed });
+        }
+        if clients.iter().any(|c| c.cert_cn.is_some()) && raw.tls.client_ca.is_none() {
+            bail!("a client has cert_cn but tls.client_ca is not set, so client certificates cannot be verified");
+        }
+
+        Ok(Self {
+            listen,
+            audit_log: rel(&raw.audit_log),
+            tls_cert: rel(&raw.tls.cert),
+            tls_key: rel(&raw.tls.key),
+            client_ca: raw.tls.client_ca.as_ref().map(rel),
+            limits,
+            keys,
+            clients,
+        })
+    }
+}
+
+/// Key names appear in URLs, so they are restricted to characters that need no escaping.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 128 {
+        bail!("must be 1 to 128 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        bail!("may only contain letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:0"
+audit_log = "audit.jsonl"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "/etc/ca.pem"
+[[key]]
+name = "k1"
+key = "k1.key"
+cert = "k1.crt"
+[[client]]
+name = "builder"
+cert_cn = "builder-01"
+token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+keys = ["k1"]
+"#;
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = Config::parse(BASE, Path::new("/etc/rv")).unwrap();
+        assert_eq!(c.audit_log, Path::new("/etc/rv/audit.jsonl"));
+        assert_eq!(c.client_ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(c.keys[0].key, Path::new("/etc/rv/k1.key"));
+        assert_eq!(c.clients[0].token_sha256[0][0], 0x9f);
+        assert_eq!(c.limits.max_batch, 1000);
+    }
+
+    #[test]
+    fn rejects_unknown_key_for_client_and_bad_hash() {
+        let bad = BASE.replace("keys = [\"k1\"]", "keys = [\"k2\"]");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("/")).unwrap_err());
+        assert!(e.contains("not configured"), "{e}");
+        let bad = BASE.replace("9f86", "zz86");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("/")).unwrap_err());
+        assert!(e.contains("64 hex digits"), "{e}");
+        let bad = BASE.replace("name = \"k1\"", "name = \"k/1\"");
+        assert!(Config::parse(&bad, Path::new("/")).is_err());
+        let bad = BASE.replace("[limits]", "").replace("[[key]]", "[limits]\nmax_batch = 1001\n[[key]]");
+        assert!(Config::parse(&bad, Path::new("/")).is_err());
+        let bad = BASE.replace("listen", "lisen");
+        assert!(Config::parse(&bad, Path::new("/")).is_err());
+    }
+}
