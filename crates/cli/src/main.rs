@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod remote;
-mod pkgdigest;
 mod util;
 
 #[derive(Parser)]
