@@ -18,6 +18,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Subject CN of a client certificate that chained to `tls.client_ca`.
     pub cert_cn: Option<String>,
+    /// Why the client certificate presented on this connection was refused.
+    pub cert_error: Option<String>,
 }
 
 pub struct Client {
@@ -67,10 +69,15 @@ impl Clients {
         Self { by_cn, by_token }
     }
 
-    /// A bearer token, when sent, decides alone (a wrong token is refused even on a connection
+    /// A bearer token, when sent, decides (a wrong token is refused even on a connection
     /// with a good certificate, so a misconfigured client notices). Looking the token up by its
     /// hash means the comparison time says nothing about the configured tokens.
     pub fn authenticate(&self, headers: &HeaderMap, conn: &ConnInfo) -> Result<(Arc<Client>, AuthMethod), ApiError> {
+        // A bad certificate is refused even alongside a good token: it means a broken or
+        // hostile client, not one to serve.
+        if let Some(e) = &conn.cert_error {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_client_certificate", e.clone()));
+        }
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()

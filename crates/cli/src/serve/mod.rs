@@ -18,7 +18,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -38,6 +40,9 @@ pub struct Prepared {
     config: Config,
     state: Arc<AppState>,
     tls: Arc<rustls::ServerConfig>,
+    /// The real chain check for client certificates, run after the handshake (see
+    /// [`DeferredChainCheck`]).
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
@@ -46,7 +51,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         let key = keys::load(k)?;
         keys.insert(key.name.clone(), key);
     }
-    let tls = tls_config(&config)?;
+    let (tls, client_verifier) = tls_config(&config)?;
     let audit = AuditLog::open(&config.audit_log)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -63,7 +68,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         pool,
         next_id: AtomicU64::new(1),
     });
-    Ok(Prepared { config, state, tls })
+    Ok(Prepared { config, state, tls, client_verifier })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -81,13 +86,15 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+type TlsSetup = (Arc<rustls::ServerConfig>, Option<Arc<dyn ClientCertVerifier>>);
+
+fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
     keys::check_private_file(&config.tls_key, "TLS key file")?;
     let chain = load_certs(&config.tls_cert)?;
     let key = PrivateKeyDer::from_pem_file(&config.tls_key)
         .with_context(|| format!("reading TLS key {}", config.tls_key.display()))?;
     let provider = provider();
-    let verifier = match &config.client_ca {
+    let chain_check = match &config.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in load_certs(ca)? {
@@ -95,11 +102,16 @@ fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
             }
             // Unauthenticated TLS stays allowed so token clients can connect; the API refuses
             // requests that carry neither a verified certificate nor a valid token.
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .allow_unauthenticated()
                 .build()
-                .with_context(|| format!("client CA {}", ca.display()))?
+                .with_context(|| format!("client CA {}", ca.display()))?;
+            Some(v)
         }
+        None => None,
+    };
+    let verifier: Arc<dyn ClientCertVerifier> = match &chain_check {
+        Some(v) => Arc::new(DeferredChainCheck { inner: v.clone() }),
         None => WebPkiClientVerifier::no_client_auth(),
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -109,7 +121,74 @@ fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         .with_single_cert(chain, key)
         .with_context(|| format!("TLS certificate {} and key {}", config.tls_cert.display(), config.tls_key.display()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), chain_check))
+}
+
+/// Lets a client certificate with a bad chain through the handshake, so that its request can be
+/// refused with an HTTP 401 that says why, and logged like any refusal. Over TLS 1.3 a
+/// handshake-time refusal reaches the client only as a broken pipe on its first write. Proof of
+/// possession (the CertificateVerify signature) is still checked here; the chain is checked by
+/// the real verifier right after the handshake, and a connection whose chain fails carries that
+/// error instead of an identity.
+#[derive(Debug)]
+struct DeferredChainCheck {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for DeferredChainCheck {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The identity a verified client certificate gives, or why the certificate was refused.
+fn client_identity(
+    verifier: Option<&Arc<dyn ClientCertVerifier>>,
+    certs: Option<&[CertificateDer<'static>]>,
+) -> (Option<String>, Option<String>) {
+    match (verifier, certs) {
+        (Some(v), Some([ee, rest @ ..])) => match v.verify_client_cert(ee, rest, UnixTime::now()) {
+            Ok(_) => match auth::subject_cn(ee) {
+                Some(cn) => (Some(cn), None),
+                None => (None, Some("client certificate has no subject CN".to_string())),
+            },
+            Err(e) => (None, Some(format!("client certificate refused: {e}"))),
+        },
+        _ => (None, None),
+    }
 }
 
 impl Prepared {
@@ -164,6 +243,7 @@ impl Prepared {
             let app = app.clone();
             let state = self.state.clone();
             let watcher = graceful.watcher();
+            let verifier = self.client_verifier.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -174,13 +254,8 @@ impl Prepared {
                     }
                     Err(_) => return,
                 };
-                let cert_cn = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| auth::subject_cn(c));
-                let info = ConnInfo { peer, cert_cn };
+                let (cert_cn, cert_error) = client_identity(verifier.as_ref(), tls.get_ref().1.peer_certificates());
+                let info = ConnInfo { peer, cert_cn, cert_error };
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(info.clone());
                     app.clone().oneshot(req.map(axum::body::Body::new))
