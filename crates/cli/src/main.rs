@@ -6,11 +6,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod pkgdigest;
 mod remote;
 mod util;
 
 #[derive(Parser)]
-#[command(name = "rpm-verity", version, about = "fs-verity for RPM packages: digest, sign, verify, enable, audit")]
+#[command(
+    name = "rpm-verity",
+    version,
+    about = "fs-verity for RPM packages: digest, sign, verify, enable, audit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -5,14 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Prints an error chain on one line: `rpm-verity: outer: inner: root cause`.
 pub fn report_error(e: &anyhow::Error) {
-    let mut msg = String::new();
-    for (i, cause) in e.chain().enumerate() {
-        if i > 0 {
-            msg.push_str(": ");
-        }
-        msg.push_str(&cause.to_string());
-    }
-    eprintln!("rpm-verity: error: {msg}");
+    eprintln!("rpm-verity: error: {}", error_chain(e));
 }
 
 /// A file written under a temporary name in the destination's directory, fsync'ed and renamed
@@ -39,9 +32,17 @@ impl AtomicFile {
             tmp_name.push(name);
             tmp_name.push(format!(".tmp{}.{n}", std::process::id()));
             let tmp = dir.join(tmp_name);
-            match fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+            {
                 Ok(file) => {
-                    return Ok(Self { file: Some(file), tmp, dest: dest.to_path_buf() });
+                    return Ok(Self {
+                        file: Some(file),
+                        tmp,
+                        dest: dest.to_path_buf(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
                 Err(e) => return Err(e),
@@ -64,7 +65,11 @@ impl AtomicFile {
         drop(file);
         fs::rename(&self.tmp, &self.dest)?;
         if let Some(dir) = self.dest.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -105,10 +110,70 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// `--jobs N`: 0 means one per core.
+pub fn jobs_or_cores(jobs: usize) -> usize {
+    if jobs > 0 {
+        jobs
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Sizes rayon's global pool (used for parallel hashing of big files and for signing) once.
+pub fn init_rayon(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build_global();
+}
+
+/// A counting progress bar on stderr (packages, files), hidden unless stderr is a terminal.
+pub fn count_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() || total < 2 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
+}
+
+/// An error chain on one line: `outer: inner: root cause`.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The passphrase of an encrypted key: from `--key-pass-file` (first line), else from
+/// `$RPM_VERITY_KEY_PASS`, else none.
+pub fn read_key_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    use anyhow::Context;
+    if let Some(f) = file {
+        let data = fs::read(f).with_context(|| format!("passphrase file {}", f.display()))?;
+        let line = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        return Ok(Some(line.to_vec()));
+    }
+    Ok(std::env::var_os("RPM_VERITY_KEY_PASS").map(|v| {
+        use std::os::unix::ffi::OsStrExt;
+        v.as_bytes().to_vec()
+    }))
 }

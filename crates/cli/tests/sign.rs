@@ -1,0 +1,745 @@
+//! `rpm-verity sign` and `verify` against the real rpm 4.18: rpmbuild makes the packages,
+//! rpmsign --signverity is the reference for tags 276/277, rpmkeys/rpm query the results, and
+//! openssl + fsverity-utils check every signature independently.
+
+#[path = "../../rpm-format/tests/support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rpm_format::{tags, Package};
+use support::{
+    build_rpm, build_rpm_custom, rpm2cpio_extract, rpmsign_verity, signing_setup, Contents,
+};
+
+const PAYLOADS: [&str; 6] = [
+    "w9.gzdio",
+    "w9.bzdio",
+    "w6.xzdio",
+    "w6.lzdio",
+    "w19.zstdio",
+    "w0.ufdio",
+];
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rpm-verity")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn rv(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run rpm-verity")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn openssl_key(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key.pem"));
+    let cert = dir.join(format!("{name}.cert.pem"));
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        &format!("rsa:{bits}"),
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-days",
+        "2",
+        "-keyout",
+        s(&key),
+        "-out",
+        s(&cert),
+    ]));
+    (key, cert)
+}
+
+fn sig_header(pkg: &Path) -> rpm_format::SignatureHeader {
+    Package::open_unverified(fs::File::open(pkg).unwrap())
+        .unwrap()
+        .signature
+}
+
+fn verity_tags(pkg: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let sh = sig_header(pkg);
+    let h = sh.header();
+    let get = |t| h.entry(t).map(|e| h.entry_data(e).to_vec());
+    (
+        get(tags::SIG_VERITYSIGNATURES),
+        get(tags::SIG_VERITYSIGNATUREALGO),
+    )
+}
+
+fn main_and_payload(pkg: &Path) -> Vec<u8> {
+    let p = Package::open_unverified(fs::File::open(pkg).unwrap()).unwrap();
+    let off = p.main_header_offset() as usize;
+    fs::read(pkg).unwrap()[off..].to_vec()
+}
+
+fn rpmkeys_verdicts(pkg: &Path) -> String {
+    let out = Command::new("rpmkeys")
+        .arg("-Kv")
+        .arg("--nosignature")
+        .arg(pkg)
+        .output()
+        .unwrap();
+    // Only the digest lines: the package name prefix differs between copies.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every file's signature checked with openssl over the formatted digest that fsverity-utils
+/// computes for the file rpm2cpio extracts (empty digest for what has no content).
+fn check_with_openssl(dir: &Path, pkg: &Path, cert: &Path, alg: &str) {
+    let p = Package::open_unverified(fs::File::open(pkg).unwrap()).unwrap();
+    let files = p.files().unwrap();
+    let sigs = p
+        .signature
+        .verity_signatures()
+        .unwrap()
+        .expect("tag 276 present");
+    assert_eq!(sigs.len(), files.len(), "one signature per header file");
+    let ex = dir.join(format!(
+        "extract-{}",
+        pkg.file_name().unwrap().to_str().unwrap()
+    ));
+    rpm2cpio_extract(pkg, &ex);
+    let pubkey = dir.join("pub.pem");
+    run(Command::new("openssl").args([
+        "x509",
+        "-in",
+        s(cert),
+        "-pubkey",
+        "-noout",
+        "-out",
+        s(&pubkey),
+    ]));
+    let empty = dir.join("empty-file");
+    fs::write(&empty, b"").unwrap();
+    let mut hardlink_content: std::collections::HashMap<(u32, u32), PathBuf> = Default::default();
+    for f in files.files() {
+        if f.is_regular() && !f.is_ghost() {
+            let path = ex.join(String::from_utf8_lossy(&f.path[1..]).to_string());
+            if fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false) {
+                hardlink_content.insert((f.device, f.inode), path);
+            }
+        }
+    }
+    // Three processes per file: for big packages, a spread sample (rpm-verity verify has already
+    // checked every file; this is the independent cross-check).
+    let step = (files.len() / 40).max(1);
+    for (i, f) in files.files().iter().enumerate() {
+        if i % step != 0 && i != files.len() - 1 {
+            continue;
+        }
+        let content = if f.is_regular() && !f.is_ghost() {
+            hardlink_content
+                .get(&(f.device, f.inode))
+                .cloned()
+                .unwrap_or_else(|| empty.clone())
+        } else {
+            empty.clone()
+        };
+        let out = run(Command::new("fsverity")
+            .args(["digest", "--compact", "--for-builtin-sig"])
+            .arg(format!("--hash-alg={alg}"))
+            .arg(&content));
+        let hexmsg = String::from_utf8(out.stdout).unwrap();
+        let msg = hex_decode(hexmsg.trim());
+        let msg_path = dir.join("msg.bin");
+        fs::write(&msg_path, &msg).unwrap();
+        // No signed attributes and no certificates: the RSA signature is the DER's tail.
+        let der = &sigs[i];
+        let modulus = rsa_modulus_len(cert);
+        let raw = dir.join("raw.sig");
+        fs::write(&raw, &der[der.len() - modulus..]).unwrap();
+        let out = Command::new("openssl")
+            .args([
+                "dgst",
+                &format!("-{alg}"),
+                "-verify",
+                s(&pubkey),
+                "-signature",
+                s(&raw),
+                s(&msg_path),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl rejects the signature of {} in {}: {}",
+            f.path_lossy(),
+            pkg.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn rsa_modulus_len(cert: &Path) -> usize {
+    let out = run(Command::new("openssl").args(["x509", "-in", s(cert), "-noout", "-text"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bits: usize = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Public-Key: (")
+                .and_then(|r| r.strip_suffix(" bit)"))
+        })
+        .expect("RSA key size in openssl output")
+        .parse()
+        .unwrap();
+    bits / 8
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The checks every signed package must pass, whatever made it.
+fn check_signed(dir: &Path, original: &Path, signed: &Path, cert: &Path, alg: &str) {
+    assert_eq!(
+        main_and_payload(original),
+        main_and_payload(signed),
+        "main header and payload unchanged"
+    );
+    assert_eq!(
+        rpmkeys_verdicts(original),
+        rpmkeys_verdicts(signed),
+        "rpmkeys -Kv verdicts unchanged"
+    );
+    let q = run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{FILENAMES}\t%{VERITYSIGNATURES}\n]"])
+        .arg(signed));
+    let text = String::from_utf8_lossy(&q.stdout);
+    let nfiles = Package::open_unverified(fs::File::open(signed).unwrap())
+        .unwrap()
+        .files()
+        .unwrap()
+        .len();
+    let listed = text.lines().filter(|l| l.contains('\t')).count();
+    assert_eq!(listed, nfiles, "rpm lists one signature per file:\n{text}");
+    assert!(text.lines().filter(|l| l.contains('\t')).all(|l| l
+        .split('\t')
+        .nth(1)
+        .map(|s| !s.is_empty())
+        .unwrap_or(false)));
+    let out = rv(&["verify", "--cert", s(cert), s(signed)]);
+    assert!(
+        out.status.success(),
+        "verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_with_openssl(dir, signed, cert, alg);
+}
+
+#[test]
+fn tags_identical_to_rpmsign_for_every_compressor() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let setup = signing_setup(dir);
+    for payload in PAYLOADS {
+        let name = format!("c{}", payload.replace('.', ""));
+        let orig = build_rpm(dir, &name, payload, Contents::RPMSIGN_SAFE);
+        let theirs = dir.join(format!("{name}-rpmsign.rpm"));
+        let ours = dir.join(format!("{name}-ours.rpm"));
+        fs::copy(&orig, &theirs).unwrap();
+        fs::copy(&orig, &ours).unwrap();
+        rpmsign_verity(&setup, &theirs);
+        let out = rv(&[
+            "sign",
+            "--fskpath",
+            s(&setup.key),
+            "--certpath",
+            s(&setup.cert),
+            s(&ours),
+        ]);
+        assert!(
+            out.status.success(),
+            "{payload}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (ours276, ours277) = verity_tags(&ours);
+        let (their276, their277) = verity_tags(&theirs);
+        assert!(their276.is_some());
+        assert_eq!(
+            ours276, their276,
+            "{payload}: tag 276 differs from rpmsign's"
+        );
+        assert_eq!(
+            ours277, their277,
+            "{payload}: tag 277 differs from rpmsign's"
+        );
+        check_signed(dir, &orig, &ours, &setup.cert, "sha256");
+    }
+}
+
+#[test]
+fn tags_identical_to_rpmsign_rsa4096_and_sha512() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let setup = signing_setup(dir);
+    let (key4096, cert4096) = openssl_key(dir, "big", 4096);
+    let orig = build_rpm(dir, "algs", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    for (key, cert, alg) in [
+        (&setup.key, &setup.cert, "sha512"),
+        (&key4096, &cert4096, "sha256"),
+        (&key4096, &cert4096, "sha512"),
+    ] {
+        let theirs = dir.join("theirs.rpm");
+        let ours = dir.join("ours.rpm");
+        fs::copy(&orig, &theirs).unwrap();
+        fs::copy(&orig, &ours).unwrap();
+        let s2 = support::SigningSetup {
+            gpg_home: setup.gpg_home.clone(),
+            key: key.clone(),
+            cert: cert.clone(),
+        };
+        let mut cmd = Command::new("rpmsign");
+        cmd.env("GNUPGHOME", &s2.gpg_home)
+            .arg("--addsign")
+            .arg("--signverity")
+            .arg(format!("--fskpath={}", key.display()))
+            .arg(format!("--certpath={}", cert.display()))
+            .arg(format!("--verityalgo={alg}"));
+        for d in [
+            "_gpg_name rpm-format test".to_string(),
+            "__gpg /usr/bin/gpg".to_string(),
+            format!("_gpg_path {}", s2.gpg_home.display()),
+            "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback".to_string(),
+        ] {
+            cmd.arg("--define").arg(d);
+        }
+        run(cmd.arg(&theirs));
+        let out = rv(&[
+            "sign",
+            "--key",
+            s(key),
+            "--cert",
+            s(cert),
+            "--verityalgo",
+            alg,
+            s(&ours),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            verity_tags(&ours),
+            verity_tags(&theirs),
+            "{alg} with {}",
+            key.display()
+        );
+        check_signed(dir, &orig, &ours, cert, alg);
+    }
+}
+
+/// Where rpmsign 4.18 segfaults (hardlinks, sized ghosts), we sign: every hardlink member gets
+/// the content's signature, ghosts the empty file's.
+#[test]
+fn hardlinks_and_ghosts_signed_where_rpmsign_crashes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir, "k", 2048);
+    let orig = build_rpm(dir, "links", "w19.zstdio", Contents::ALL);
+    let ours = dir.join("links-signed.rpm");
+    fs::copy(&orig, &ours).unwrap();
+    let out = rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&ours)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_signed(dir, &orig, &ours, &cert, "sha256");
+    let p = Package::open_unverified(fs::File::open(&ours).unwrap()).unwrap();
+    let files = p.files().unwrap();
+    let sigs = p.signature.verity_signatures().unwrap().unwrap();
+    let set = files
+        .hardlink_sets()
+        .first()
+        .expect("a hardlink set")
+        .clone();
+    assert!(set.len() == 3);
+    assert!(
+        set.iter().all(|&i| sigs[i] == sigs[set[0]]),
+        "hardlink members share the content signature"
+    );
+    let ghost = files
+        .files()
+        .iter()
+        .position(|f| f.path.ends_with(b"ghost-sized"))
+        .unwrap();
+    let empty = files
+        .files()
+        .iter()
+        .position(|f| f.path.ends_with(b"/empty"))
+        .unwrap();
+    assert_eq!(
+        sigs[ghost], sigs[empty],
+        "sized ghost gets the empty-file signature"
+    );
+    let hello = files
+        .files()
+        .iter()
+        .position(|f| f.path.ends_with(b"hello.txt"))
+        .unwrap();
+    assert_ne!(sigs[hello], sigs[empty]);
+}
+
+#[test]
+fn many_files_output_dir_json_resign_and_delete() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir, "k", 2048);
+    let orig = build_rpm_custom(
+        dir,
+        "many",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/opt/many\nfor i in $(seq 1 2100); do echo \"file $i\" > %{buildroot}/opt/many/f$i; done\n\
+         printf 'x' > '%{buildroot}/opt/many/\u{65e5}\u{672c}\u{8a9e}-\u{e9}.txt'\n",
+        "/opt/many\n",
+    );
+    let outdir = dir.join("out");
+    fs::create_dir(&outdir).unwrap();
+    let before = fs::read(&orig).unwrap();
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--output-dir",
+        s(&outdir),
+        "--json",
+        s(&orig),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(&orig).unwrap(),
+        before,
+        "--output-dir leaves the input alone"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let pkg = &json["packages"][0];
+    assert_eq!(pkg["status"], "signed");
+    assert_eq!(pkg["files"], 2102);
+    // 2100 distinct "file N" contents + the non-ASCII file + the directory (empty digest).
+    assert_eq!(pkg["signatures_made"], 2102);
+    let signed = outdir.join(orig.file_name().unwrap());
+    check_signed(dir, &orig, &signed, &cert, "sha256");
+
+    // Re-signing with another key replaces the tags; verify with the old cert then fails.
+    let (key2, cert2) = openssl_key(dir, "k2", 2048);
+    let out = rv(&["sign", "--key", s(&key2), "--cert", s(&cert2), s(&signed)]);
+    assert!(out.status.success());
+    let out = rv(&["verify", "--cert", s(&cert), s(&signed)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("UNTRUSTED") && text.contains("/opt/many/f17"),
+        "names the files: {text}"
+    );
+    let out = rv(&["verify", "--cert", s(&cert2), "--quiet", s(&signed)]);
+    assert!(out.status.success());
+
+    // --delete removes the tags; the package is as rpm would have it without them.
+    let out = rv(&["sign", "--delete", s(&signed)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verity_tags(&signed), (None, None));
+    assert_eq!(main_and_payload(&orig), main_and_payload(&signed));
+    let out = rv(&["verify", "--cert", s(&cert2), s(&signed)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no fs-verity signatures"));
+}
+
+#[test]
+fn verify_names_files_with_flipped_content_and_count_mismatch() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir, "k", 2048);
+    let orig = build_rpm(dir, "flip", "w0.ufdio", Contents::RPMSIGN_SAFE);
+    let signed = dir.join("flip-signed.rpm");
+    fs::copy(&orig, &signed).unwrap();
+    assert!(
+        rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&signed)])
+            .status
+            .success()
+    );
+
+    // Flip one byte of hello.txt's content in the uncompressed payload.
+    let mut bytes = fs::read(&signed).unwrap();
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"hello world\n")
+        .expect("content in payload");
+    bytes[at] ^= 0x20;
+    let flipped = dir.join("flipped.rpm");
+    fs::write(&flipped, &bytes).unwrap();
+    let out = rv(&["verify", "--cert", s(&cert), s(&flipped)]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("/opt/t/hello.txt"), "names the file: {all}");
+    assert!(all.contains("BAD"), "{all}");
+
+    // Tag 276 with one signature too few.
+    let p = Package::open_unverified(fs::File::open(&signed).unwrap()).unwrap();
+    let mut sigs = p.signature.verity_signatures().unwrap().unwrap();
+    sigs.pop();
+    let plan = p.signature.with_verity(&sigs, 1).unwrap();
+    let off = p.main_header_offset() as usize;
+    let all_bytes = fs::read(&signed).unwrap();
+    let mut short = all_bytes[..96].to_vec();
+    short.extend_from_slice(&plan.signature_bytes);
+    short.extend_from_slice(&all_bytes[off..]);
+    let bad = dir.join("short.rpm");
+    fs::write(&bad, short).unwrap();
+    let out = rv(&["verify", "--cert", s(&cert), s(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("short.rpm") && err.contains("signatures for"),
+        "{err}"
+    );
+}
+
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Hostile and broken packages: a clear error naming the package, exit 1, the input unchanged
+/// and no temp file left behind.
+#[test]
+fn bad_packages_refused_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir, "k", 2048);
+    let good = build_rpm(dir, "bad", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    let ufd = build_rpm(dir, "badu", "w0.ufdio", Contents::RPMSIGN_SAFE);
+    let bytes = fs::read(&good).unwrap();
+    let ubytes = fs::read(&ufd).unwrap();
+    let p = Package::open_unverified(fs::File::open(&good).unwrap()).unwrap();
+    let main_off = p.main_header_offset() as usize;
+    let payload_off = p.payload_offset() as usize;
+    let pu = Package::open_unverified(fs::File::open(&ufd).unwrap()).unwrap();
+    let upayload_off = pu.payload_offset() as usize;
+
+    let work = dir.join("work");
+    fs::create_dir(&work).unwrap();
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "not-rpm",
+            b"this is not a package at all, just text\n".repeat(10),
+            "not an RPM",
+        ),
+        ("trunc-lead", bytes[..50].to_vec(), "too short"),
+        ("trunc-sig", bytes[..200].to_vec(), "truncated"),
+        ("trunc-main", bytes[..main_off + 100].to_vec(), "truncated"),
+        (
+            "trunc-payload",
+            bytes[..payload_off + (bytes.len() - payload_off) / 2].to_vec(),
+            "",
+        ),
+    ];
+    // Signature header index count absurd.
+    let mut b = bytes.clone();
+    b[96 + 8..96 + 12].copy_from_slice(&1_000_000u32.to_be_bytes());
+    cases.push(("il-absurd", b, "signature header"));
+    // Main header data length absurd.
+    let mut b = bytes.clone();
+    b[main_off + 12..main_off + 16].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    cases.push(("dl-absurd", b, "header"));
+    // First non-region entry of the main header points outside the store.
+    let mut b = bytes.clone();
+    let e1 = main_off + 16 + 16;
+    b[e1 + 8..e1 + 12].copy_from_slice(&0x00ff_ffffu32.to_be_bytes());
+    cases.push(("offset-outside", b, "header"));
+    // Two entries overlapping: entry 2 gets entry 1's offset.
+    let mut b = bytes.clone();
+    let e2 = e1 + 16;
+    let off1 = b[e1 + 8..e1 + 12].to_vec();
+    b[e2 + 8..e2 + 12].copy_from_slice(&off1);
+    cases.push(("overlap", b, "header"));
+    // Corrupt compressed stream.
+    let mut b = bytes.clone();
+    for x in &mut b[payload_off + 20..payload_off + 60] {
+        *x ^= 0x5a;
+    }
+    cases.push(("corrupt-zstd", b, ""));
+    // cpio entry whose name is not in the header (uncompressed payload, name edited).
+    let mut b = ubytes.clone();
+    let at = upayload_off
+        + b[upayload_off..]
+            .windows(9)
+            .position(|w| w == b"hello.txt")
+            .unwrap();
+    b[at] = b'j';
+    cases.push(("cpio-not-in-header", b, "not a file of the package header"));
+
+    for (name, data, want) in &cases {
+        let pkg = work.join(format!("{name}.rpm"));
+        fs::write(&pkg, data).unwrap();
+        let listing = dir_listing(&work);
+        let out = rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&pkg)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: exit status; stderr: {err}"
+        );
+        assert!(
+            err.contains(&format!("{name}.rpm")),
+            "{name}: error names the package: {err}"
+        );
+        assert!(err.contains(want), "{name}: error says {want:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+        assert_eq!(&fs::read(&pkg).unwrap(), data, "{name}: input unchanged");
+        assert_eq!(dir_listing(&work), listing, "{name}: no stray files");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+
+    // Unknown compressor: rewrite PAYLOADCOMPRESSOR's "zstd" to "zzzz" (header digests then
+    // mismatch, which is also refused: check both messages are clear).
+    let mut b = bytes.clone();
+    let at = main_off
+        + b[main_off..payload_off]
+            .windows(5)
+            .position(|w| w == b"zstd\0")
+            .unwrap();
+    b[at..at + 4].copy_from_slice(b"zzzz");
+    let pkg = work.join("unknown-compressor.rpm");
+    fs::write(&pkg, &b).unwrap();
+    let out = rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&pkg)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-compressor.rpm"));
+    assert_eq!(fs::read(&pkg).unwrap(), b);
+
+    // Unwritable directory: the package needs a rewrite (many files), the directory refuses.
+    let ro = dir.join("ro");
+    fs::create_dir(&ro).unwrap();
+    let pkg = ro.join("pkg.rpm");
+    fs::copy(&good, &pkg).unwrap();
+    let outdir = dir.join("ro-out");
+    fs::create_dir(&outdir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&outdir, fs::Permissions::from_mode(0o555)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin(),
+            "sign",
+            "--key",
+            s(&key),
+            "--cert",
+            s(&cert),
+            "--output-dir",
+            s(&outdir),
+            s(&pkg),
+        ])
+        .output()
+        .unwrap();
+    fs::set_permissions(&outdir, fs::Permissions::from_mode(0o755)).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // As root, setpriv drops to nobody, who cannot even read the key in a 0700 tempdir: either
+    // way the run must fail cleanly and leave nothing behind.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rpm-verity: error:"), "{err}");
+    assert!(dir_listing(&outdir).is_empty());
+    assert_eq!(fs::read(&pkg).unwrap(), bytes);
+}
+
+#[test]
+fn source_packages_skipped_unless_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir, "k", 2048);
+    let top = dir.join("srctop");
+    fs::create_dir_all(top.join("SPECS")).unwrap();
+    let spec = top.join("SPECS/src.spec");
+    fs::write(
+        &spec,
+        "Name: srcpkg\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\n%description\ns\n%files\n",
+    )
+    .unwrap();
+    run(Command::new("rpmbuild")
+        .args(["-bs", "--quiet", "--define"])
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec));
+    let srpm = fs::read_dir(top.join("SRPMS"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let before = fs::read(&srpm).unwrap();
+    let out = rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&srpm)]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("skipped"));
+    assert_eq!(fs::read(&srpm).unwrap(), before);
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--include-source",
+        s(&srpm),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rv(&["verify", "--cert", s(&cert), s(&srpm)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
