@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod pkgdigest;
 mod remote;
+mod rpmdb;
 mod util;
 
 #[derive(Parser)]
