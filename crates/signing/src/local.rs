@@ -17,20 +17,22 @@ const PARALLEL_THRESHOLD: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    // Causes are part of the message rather than `source()`, so that a printed error chain does
+    // not repeat them.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{path}: larger than {} bytes, not a key or certificate file",
         pem::MAX_PEM_LEN
     )]
     TooLarge { path: PathBuf },
-    #[error("key {path}: {source}")]
-    Key { path: PathBuf, source: KeyError },
-    #[error("certificate {path}: {source}")]
-    Cert { path: PathBuf, source: CertError },
+    #[error("key {path}: {error}")]
+    Key { path: PathBuf, error: KeyError },
+    #[error("certificate {path}: {error}")]
+    Cert { path: PathBuf, error: CertError },
     #[error("key {key} does not match certificate {cert}")]
     Mismatch { key: PathBuf, cert: PathBuf },
 }
@@ -56,9 +58,9 @@ impl std::fmt::Debug for LocalSigner {
 
 /// Reads a key or certificate file, refusing anything too large to be one.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let read_err = |source| LoadError::Read {
+    let read_err = |error| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut data = Vec::new();
@@ -91,9 +93,9 @@ impl LocalSigner {
         passphrase: Option<&[u8]>,
     ) -> Result<Self, LoadError> {
         let key_data = read_bounded(key_path)?;
-        let key = SigningKey::from_pem(&key_data, passphrase).map_err(|source| LoadError::Key {
+        let key = SigningKey::from_pem(&key_data, passphrase).map_err(|error| LoadError::Key {
             path: key_path.to_path_buf(),
-            source,
+            error,
         })?;
         let cert_path = cert_path.unwrap_or(key_path);
         let cert_data = if cert_path == key_path {
@@ -101,14 +103,23 @@ impl LocalSigner {
         } else {
             read_bounded(cert_path)?
         };
-        let cert = Certificate::parse(&cert_data).map_err(|source| LoadError::Cert {
+        let cert = Certificate::parse(&cert_data).map_err(|error| LoadError::Cert {
             path: cert_path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::new(key, cert).map_err(|_| LoadError::Mismatch {
             key: key_path.to_path_buf(),
             cert: cert_path.to_path_buf(),
         })
+    }
+
+    /// [`LocalSigner::load`] with a separate certificate file.
+    pub fn from_files(
+        key_path: &Path,
+        cert_path: &Path,
+        passphrase: Option<&[u8]>,
+    ) -> Result<Self, LoadError> {
+        Self::load(key_path, Some(cert_path), passphrase)
     }
 
     pub fn certificate(&self) -> &Certificate {

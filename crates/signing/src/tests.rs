@@ -373,7 +373,7 @@ fn rejects_bad_keys() {
         matches!(
             e,
             LoadError::Key {
-                source: KeyError::NoKey,
+                error: KeyError::NoKey,
                 ..
             }
         ),
@@ -384,7 +384,7 @@ fn rejects_bad_keys() {
         matches!(
             e,
             LoadError::Cert {
-                source: CertError::NoCertificate,
+                error: CertError::NoCertificate,
                 ..
             }
         ),
