@@ -30,7 +30,12 @@ pub struct RemoteSignerArgs {
     #[arg(long, value_name = "NAME", requires = "signer")]
     pub key_name: Option<String>,
     /// Client certificate (PEM, may include its chain) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "client_key", requires = "signer")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client_key",
+        requires = "signer"
+    )]
     pub client_cert: Option<PathBuf>,
     /// Private key (PEM) of --client-cert.
     #[arg(long, value_name = "FILE", requires = "client_cert")]
@@ -62,7 +67,11 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         // 0.25 + 0.5 + 1 + 2 + 4 + 4 s: rides out a service restart of ~10 s.
-        Self { attempts: 7, initial_backoff: Duration::from_millis(250), max_backoff: Duration::from_secs(4) }
+        Self {
+            attempts: 7,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+        }
     }
 }
 
@@ -78,7 +87,10 @@ pub struct RemoteSigner {
 
 impl std::fmt::Debug for RemoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteSigner").field("base", &self.base).field("key_name", &self.key_name).finish()
+        f.debug_struct("RemoteSigner")
+            .field("base", &self.base)
+            .field("key_name", &self.key_name)
+            .finish()
     }
 }
 
@@ -86,7 +98,9 @@ fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'sta
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&data) {
-        if let ureq::tls::PemItem::Certificate(c) = item.with_context(|| format!("parsing {}", path.display()))? {
+        if let ureq::tls::PemItem::Certificate(c) =
+            item.with_context(|| format!("parsing {}", path.display()))?
+        {
             certs.push(c);
         }
     }
@@ -103,14 +117,25 @@ impl RemoteSigner {
         Self::from_args_with_retry(args, RetryPolicy::default())
     }
 
-    pub fn from_args_with_retry(args: &RemoteSignerArgs, retry: RetryPolicy) -> anyhow::Result<Self> {
-        let Some(url) = &args.signer else { bail!("--signer URL is required for remote signing") };
-        let Some(key_name) = &args.key_name else { bail!("--key-name is required with --signer") };
+    pub fn from_args_with_retry(
+        args: &RemoteSignerArgs,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<Self> {
+        let Some(url) = &args.signer else {
+            bail!("--signer URL is required for remote signing")
+        };
+        let Some(key_name) = &args.key_name else {
+            bail!("--key-name is required with --signer")
+        };
         let base = url.trim_end_matches('/').to_string();
         if !base.starts_with("https://") {
             bail!("--signer {url}: must be an https:// URL (the service only speaks TLS)");
         }
-        if key_name.is_empty() || !key_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        if key_name.is_empty()
+            || !key_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
             bail!("--key-name {key_name:?}: key names are letters, digits, '-', '_' and '.'");
         }
         if args.token_file.is_some() && args.client_cert.is_some() {
@@ -118,7 +143,8 @@ impl RemoteSigner {
         }
         let auth_header = match &args.token_file {
             Some(p) => {
-                let t = std::fs::read_to_string(p).with_context(|| format!("reading token file {}", p.display()))?;
+                let t = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading token file {}", p.display()))?;
                 let t = t.trim();
                 if t.is_empty() {
                     bail!("token file {} is empty", p.display());
@@ -136,13 +162,16 @@ impl RemoteSigner {
             Some(p) => p.clone(),
             None => PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
         };
-        let roots = read_pem_certs(&ca).with_context(|| format!("CA certificates for {base} (use --ca)"))?;
+        let roots = read_pem_certs(&ca)
+            .with_context(|| format!("CA certificates for {base} (use --ca)"))?;
         tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
         if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
             let chain = read_pem_certs(cert).context("--client-cert")?;
-            let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-            let key = ureq::tls::PrivateKey::from_pem(&key_pem)
-                .with_context(|| format!("--client-key {}: not a PEM private key", key.display()))?;
+            let key_pem =
+                std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let key = ureq::tls::PrivateKey::from_pem(&key_pem).with_context(|| {
+                format!("--client-key {}: not a PEM private key", key.display())
+            })?;
             tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
         }
         let agent = ureq::Agent::config_builder()
@@ -177,27 +206,39 @@ impl RemoteSigner {
 
     fn fetch_certificate(&self) -> anyhow::Result<Vec<u8>> {
         let url = format!("{}/v1/keys", self.base);
-        let body = self.call(|| {
-            let mut r = self.agent.get(&url);
-            if let Some(a) = &self.auth_header {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        })
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let body = self
+            .call(|| {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &self.auth_header {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            })
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         let v: serde_json::Value =
             serde_json::from_slice(&body).with_context(|| format!("{url}: answer is not JSON"))?;
-        let keys = v["keys"].as_array().with_context(|| format!("{url}: answer has no key list"))?;
+        let keys = v["keys"]
+            .as_array()
+            .with_context(|| format!("{url}: answer has no key list"))?;
         let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
-        let Some(k) = keys.iter().find(|k| k["name"].as_str() == Some(self.key_name.as_str())) else {
+        let Some(k) = keys
+            .iter()
+            .find(|k| k["name"].as_str() == Some(self.key_name.as_str()))
+        else {
             bail!(
                 "{}: key {:?} does not exist or is not allowed for these credentials (allowed: {})",
                 self.base,
                 self.key_name,
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             );
         };
-        let pem = k["certificate_pem"].as_str().with_context(|| format!("{url}: key has no certificate_pem"))?;
+        let pem = k["certificate_pem"]
+            .as_str()
+            .with_context(|| format!("{url}: key has no certificate_pem"))?;
         let cert = ureq::tls::Certificate::from_pem(pem.as_bytes())
             .with_context(|| format!("{url}: certificate of key {:?} is not PEM", self.key_name))?;
         Ok(cert.der().to_vec())
@@ -215,7 +256,11 @@ impl RemoteSigner {
             match send() {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let body = resp.body_mut().with_config().limit(MAX_RESPONSE).read_to_vec();
+                    let body = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(MAX_RESPONSE)
+                        .read_to_vec();
                     match (status, body) {
                         (200..=299, Ok(b)) => return Ok(b),
                         (200..=299, Err(e)) => last = format!("reading the answer: {e}"),
@@ -254,28 +299,34 @@ impl RemoteSigner {
         .map_err(|e| SignerError::Remote(e.to_string()))?;
         let answer = self
             .call(|| {
-                let mut r = self.agent.post(&url).header("Content-Type", "application/json");
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
                 if let Some(a) = &self.auth_header {
                     r = r.header("Authorization", a);
                 }
                 r.send(&body[..])
             })
             .map_err(|e| SignerError::Remote(format!("{url}: {e}")))?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&answer).map_err(|e| SignerError::Remote(format!("{url}: answer is not JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&answer)
+            .map_err(|e| SignerError::Remote(format!("{url}: answer is not JSON: {e}")))?;
         let sigs = v["signatures"]
             .as_array()
             .ok_or_else(|| SignerError::Remote(format!("{url}: answer has no signatures")))?;
         if sigs.len() != chunk.len() {
-            return Err(SignerError::CountMismatch { expected: chunk.len(), got: sigs.len() });
+            return Err(SignerError::CountMismatch {
+                expected: chunk.len(),
+                got: sigs.len(),
+            });
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         sigs.iter()
             .enumerate()
             .map(|(i, s)| {
-                s.as_str()
-                    .and_then(|s| b64.decode(s).ok())
-                    .ok_or_else(|| SignerError::Remote(format!("{url}: signatures[{i}] is not base64")))
+                s.as_str().and_then(|s| b64.decode(s).ok()).ok_or_else(|| {
+                    SignerError::Remote(format!("{url}: signatures[{i}] is not base64"))
+                })
             })
             .collect()
     }
@@ -288,7 +339,9 @@ fn error_message(body: &[u8]) -> String {
             return format!(" ({k}): {m}");
         }
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+        .trim()
+        .to_string();
     if text.is_empty() {
         String::new()
     } else {
@@ -300,7 +353,10 @@ fn error_message(body: &[u8]) -> String {
 /// certificate, unknown CA) are configuration errors and fail at once.
 fn retryable(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).is_none(),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_none(),
         ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) | ureq::Error::Protocol(_) => true,
         _ => false,
     }
@@ -327,7 +383,8 @@ impl Signer for RemoteSigner {
             // changes.
             let alg = digests[start].algorithm();
             let mut end = start + 1;
-            while end < digests.len() && end - start < self.batch && digests[end].algorithm() == alg {
+            while end < digests.len() && end - start < self.batch && digests[end].algorithm() == alg
+            {
                 end += 1;
             }
             out.extend(self.sign_chunk(&digests[start..end])?);

@@ -22,8 +22,16 @@ const TOKEN: &str = "s3cret-token-for-builder";
 const TOKEN2: &str = "token-of-a-client-allowed-only-k2";
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -54,20 +62,49 @@ impl Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("ext.cnf"), EXT).unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for ca in ["ca", "rogue"] {
-            let (keyout, csr, subj) = (format!("{ca}.key"), format!("{ca}.csr"), format!("/CN={ca} test CA"));
+            let (keyout, csr, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.csr"),
+                format!("/CN={ca} test CA"),
+            );
             let mut a = vec!["req", "-new"];
             a.extend(ec);
             a.extend(["-keyout", &keyout, "-out", &csr, "-subj", &subj]);
             openssl(d, &a);
             openssl(
                 d,
-                &["x509", "-req", "-in", &format!("{ca}.csr"), "-key", &format!("{ca}.key"), "-days", "30", "-extfile", "ext.cnf",
-                    "-extensions", "ca", "-out", &format!("{ca}.crt")],
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{ca}.csr"),
+                    "-key",
+                    &format!("{ca}.key"),
+                    "-days",
+                    "30",
+                    "-extfile",
+                    "ext.cnf",
+                    "-extensions",
+                    "ca",
+                    "-out",
+                    &format!("{ca}.crt"),
+                ],
             );
         }
-        let leaves = [("server", "localhost", "ca", "server"), ("client1", "builder-01", "ca", "client"), ("client2", "builder-02", "ca", "client"), ("intruder", "builder-01", "rogue", "client")];
+        let leaves = [
+            ("server", "localhost", "ca", "server"),
+            ("client1", "builder-01", "ca", "client"),
+            ("client2", "builder-02", "ca", "client"),
+            ("intruder", "builder-01", "rogue", "client"),
+        ];
         for (name, cn, ca, ext) in leaves {
             let mut a = vec!["req", "-new"];
             a.extend(ec);
@@ -78,18 +115,85 @@ impl Pki {
             openssl(d, &a);
             openssl(
                 d,
-                &["x509", "-req", "-in", &csr, "-CA", &format!("{ca}.crt"), "-CAkey", &format!("{ca}.key"), "-CAcreateserial",
-                    "-days", "30", "-extfile", "ext.cnf", "-extensions", ext, "-out", &format!("{name}.crt")],
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &format!("{ca}.crt"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    "ext.cnf",
+                    "-extensions",
+                    ext,
+                    "-out",
+                    &format!("{name}.crt"),
+                ],
             );
         }
         for k in ["k1", "k2"] {
-            openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &format!("{k}.key")]);
-            openssl(d, &["req", "-x509", "-key", &format!("{k}.key"), "-subj", &format!("/CN=fsverity {k}/O=Throwaway"), "-days", "30", "-out", &format!("{k}.crt")]);
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    &format!("{k}.key"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-key",
+                    &format!("{k}.key"),
+                    "-subj",
+                    &format!("/CN=fsverity {k}/O=Throwaway"),
+                    "-days",
+                    "30",
+                    "-out",
+                    &format!("{k}.crt"),
+                ],
+            );
         }
         // k3: k1's key, encrypted, with a passphrase file.
         std::fs::write(d.join("k3.pass"), "correct horse battery staple\n").unwrap();
-        openssl(d, &["pkcs8", "-topk8", "-in", "k1.key", "-out", "k3.key", "-v2", "aes-256-cbc", "-passout", "file:k3.pass"]);
-        for f in ["ca.key", "rogue.key", "server.key", "client1.key", "client2.key", "intruder.key", "k1.key", "k2.key", "k3.key", "k3.pass"] {
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "k1.key",
+                "-out",
+                "k3.key",
+                "-v2",
+                "aes-256-cbc",
+                "-passout",
+                "file:k3.pass",
+            ],
+        );
+        for f in [
+            "ca.key",
+            "rogue.key",
+            "server.key",
+            "client1.key",
+            "client2.key",
+            "intruder.key",
+            "k1.key",
+            "k2.key",
+            "k3.key",
+            "k3.pass",
+        ] {
             chmod(&d.join(f), 0o600);
         }
         Self { dir }
@@ -156,7 +260,12 @@ keys = ["k2"]
     }
 
     fn local(&self, key: &str) -> LocalSigner {
-        LocalSigner::from_files(&self.path(&format!("{key}.key")), &self.path(&format!("{key}.crt")), None).unwrap()
+        LocalSigner::from_files(
+            &self.path(&format!("{key}.key")),
+            &self.path(&format!("{key}.crt")),
+            None,
+        )
+        .unwrap()
     }
 }
 
@@ -174,7 +283,11 @@ impl Server {
         if let Some(l) = listen {
             cmd.arg("--listen").arg(l);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting rpm-verity serve");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting rpm-verity serve");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let err_text = Arc::new(std::sync::Mutex::new(String::new()));
@@ -204,7 +317,11 @@ impl Server {
         };
         let addr = line.rsplit("https://").next().unwrap().trim().to_string();
         assert!(line.contains("listening on https://"), "{line}");
-        Self { child, addr, stderr: err_text }
+        Self {
+            child,
+            addr,
+            stderr: err_text,
+        }
     }
 
     fn url(&self) -> String {
@@ -225,8 +342,13 @@ impl Drop for Server {
 
 fn audit_lines(p: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(p).unwrap_or_default();
-    assert!(text.is_empty() || text.ends_with('\n'), "audit log does not end with a newline");
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}"))).collect()
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "audit log does not end with a newline"
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+        .collect()
 }
 
 fn signed_count(lines: &[Value]) -> usize {
@@ -248,23 +370,44 @@ fn agent(pki: &Pki, creds: &Creds) -> ureq::Agent {
         .unversioned_rustls_crypto_provider(provider)
         .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]));
     if let Creds::Cert(name) = creds {
-        let cert = ureq::tls::Certificate::from_pem(&std::fs::read(pki.path(&format!("{name}.crt"))).unwrap()).unwrap();
-        let key = ureq::tls::PrivateKey::from_pem(&std::fs::read(pki.path(&format!("{name}.key"))).unwrap()).unwrap();
+        let cert = ureq::tls::Certificate::from_pem(
+            &std::fs::read(pki.path(&format!("{name}.crt"))).unwrap(),
+        )
+        .unwrap();
+        let key = ureq::tls::PrivateKey::from_pem(
+            &std::fs::read(pki.path(&format!("{name}.key"))).unwrap(),
+        )
+        .unwrap();
         tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)));
     }
-    ureq::Agent::config_builder().tls_config(tls.build()).http_status_as_error(false).build().new_agent()
+    ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
 }
 
 /// POSTs `body` to the sign endpoint of `key`; returns (status, JSON answer).
-fn post_sign(agent: &ureq::Agent, server: &Server, creds: &Creds, key: &str, body: &[u8]) -> Result<(u16, Value), ureq::Error> {
-    let mut r = agent.post(&format!("{}/v1/keys/{key}/sign", server.url())).header("Content-Type", "application/json");
+fn post_sign(
+    agent: &ureq::Agent,
+    server: &Server,
+    creds: &Creds,
+    key: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ureq::Error> {
+    let mut r = agent
+        .post(&format!("{}/v1/keys/{key}/sign", server.url()))
+        .header("Content-Type", "application/json");
     if let Creds::Token(t) = creds {
         r = r.header("Authorization", &format!("Bearer {t}"));
     }
     let mut resp = r.send(body)?;
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 fn digests(alg: HashAlgorithm, n: usize, seed: u64) -> Vec<FileDigest> {
@@ -312,60 +455,185 @@ fn remote_signatures_are_byte_identical_to_local() {
         let got = remote.sign_digests(&batch).unwrap();
         assert_eq!(got.len(), expected.len());
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert!(g == e, "signature {i} differs between remote and local signing");
+            assert!(
+                g == e,
+                "signature {i} differs between remote and local signing"
+            );
         }
     }
     // k3 is k1's key encrypted with a passphrase file: same signatures.
-    let k3 = RemoteSigner::from_args(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
-    assert_eq!(k3.sign_digests(&batch[..10]).unwrap(), expected[..10].to_vec());
+    let k3 =
+        RemoteSigner::from_args(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
+    assert_eq!(
+        k3.sign_digests(&batch[..10]).unwrap(),
+        expected[..10].to_vec()
+    );
 
     // Batches are 1000 digests or fewer, one per algorithm run: 1000+500 sha256, 800 sha512, x2
     // credentials, plus one k3 request.
     let lines = audit_lines(&log);
-    let counts: Vec<u64> = lines.iter().filter(|l| l["action"] == "sign").map(|l| l["count"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["action"] == "sign")
+        .map(|l| l["count"].as_u64().unwrap())
+        .collect();
     assert_eq!(counts, vec![1000, 500, 800, 1000, 500, 800, 10]);
     let first = lines.iter().find(|l| l["action"] == "sign").unwrap();
     assert_eq!(first["client"], "builder-01");
     assert_eq!(first["auth"], "token");
     assert_eq!(first["key"], "k1");
     assert_eq!(first["digests"][0], batch[0].to_hex());
-    assert!(lines.iter().any(|l| l["action"] == "sign" && l["auth"] == "certificate" && l["cert_cn"] == "builder-01"));
+    assert!(lines.iter().any(|l| l["action"] == "sign"
+        && l["auth"] == "certificate"
+        && l["cert_cn"] == "builder-01"));
 }
 
 #[test]
 fn bad_requests_are_refused_logged_and_sign_nothing() {
     let pki = Pki::new();
     let log = pki.path("audit.jsonl");
-    let server = Server::start(&pki.config(&log, "127.0.0.1:0", "max_body_bytes = 200000"), None);
-    let good = |n: usize| json!({"hash_alg": "sha256", "digests": digests(HashAlgorithm::Sha256, n, 7).iter().map(|d| d.to_hex()).collect::<Vec<_>>()}).to_string().into_bytes();
+    let server = Server::start(
+        &pki.config(&log, "127.0.0.1:0", "max_body_bytes = 200000"),
+        None,
+    );
+    let good = |n: usize| {
+        json!({"hash_alg": "sha256", "digests": digests(HashAlgorithm::Sha256, n, 7).iter().map(|d| d.to_hex()).collect::<Vec<_>>()}).to_string().into_bytes()
+    };
     let huge = vec![b' '; 300_000];
     let cases: Vec<(&str, Creds, &str, Vec<u8>, u16, &str, &str)> = vec![
-        ("no credentials", Creds::None, "k1", good(1), 401, "no_credentials", "no credentials"),
-        ("wrong token", Creds::Token("not-the-token"), "k1", good(1), 401, "bad_credentials", "unknown bearer token"),
+        (
+            "no credentials",
+            Creds::None,
+            "k1",
+            good(1),
+            401,
+            "no_credentials",
+            "no credentials",
+        ),
+        (
+            "wrong token",
+            Creds::Token("not-the-token"),
+            "k1",
+            good(1),
+            401,
+            "bad_credentials",
+            "unknown bearer token",
+        ),
         // builder-01 is a configured CN, but this certificate comes from a CA the server does not
         // trust.
-        ("client cert from unknown CA", Creds::Cert("intruder"), "k1", good(1), 401, "bad_client_certificate", "client certificate refused: invalid peer certificate: UnknownIssuer"),
-        ("key not allowed (token)", Creds::Token(TOKEN2), "k1", good(1), 403, "key_not_allowed", "may not use key \"k1\""),
-        ("key not allowed (cert)", Creds::Cert("client2"), "k1", good(1), 403, "key_not_allowed", "client \"builder-02\""),
-        ("unknown key", Creds::Token(TOKEN), "nope", good(1), 404, "unknown_key", "no key named \"nope\""),
-        ("malformed JSON", Creds::Token(TOKEN), "k1", b"{\"hash_alg\": \"sha256\", \"digests\": [".to_vec(), 400, "malformed_json", "not a valid sign request"),
-        ("bad hex", Creds::Token(TOKEN), "k1", json!({"hash_alg": "sha256", "digests": ["zz".repeat(32)]}).to_string().into_bytes(), 400, "bad_hex", "digests[0] is not hex"),
-        ("wrong length", Creds::Token(TOKEN), "k1", json!({"hash_alg": "sha512", "digests": ["ab".repeat(32)]}).to_string().into_bytes(), 400, "wrong_digest_length", "has 32 bytes; sha512 digests have 64"),
-        ("unknown alg", Creds::Token(TOKEN), "k1", json!({"hash_alg": "md5", "digests": ["ab".repeat(16)]}).to_string().into_bytes(), 400, "unknown_hash_alg", "md5"),
-        ("1001 digests", Creds::Token(TOKEN), "k1", good(1001), 400, "batch_too_large", "1001 digests in one request; the limit is 1000"),
-        ("oversized body", Creds::Token(TOKEN), "k1", huge, 413, "body_too_large", "exceeds the limit of 200000 bytes"),
+        (
+            "client cert from unknown CA",
+            Creds::Cert("intruder"),
+            "k1",
+            good(1),
+            401,
+            "bad_client_certificate",
+            "client certificate refused: invalid peer certificate: UnknownIssuer",
+        ),
+        (
+            "key not allowed (token)",
+            Creds::Token(TOKEN2),
+            "k1",
+            good(1),
+            403,
+            "key_not_allowed",
+            "may not use key \"k1\"",
+        ),
+        (
+            "key not allowed (cert)",
+            Creds::Cert("client2"),
+            "k1",
+            good(1),
+            403,
+            "key_not_allowed",
+            "client \"builder-02\"",
+        ),
+        (
+            "unknown key",
+            Creds::Token(TOKEN),
+            "nope",
+            good(1),
+            404,
+            "unknown_key",
+            "no key named \"nope\"",
+        ),
+        (
+            "malformed JSON",
+            Creds::Token(TOKEN),
+            "k1",
+            b"{\"hash_alg\": \"sha256\", \"digests\": [".to_vec(),
+            400,
+            "malformed_json",
+            "not a valid sign request",
+        ),
+        (
+            "bad hex",
+            Creds::Token(TOKEN),
+            "k1",
+            json!({"hash_alg": "sha256", "digests": ["zz".repeat(32)]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "bad_hex",
+            "digests[0] is not hex",
+        ),
+        (
+            "wrong length",
+            Creds::Token(TOKEN),
+            "k1",
+            json!({"hash_alg": "sha512", "digests": ["ab".repeat(32)]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "wrong_digest_length",
+            "has 32 bytes; sha512 digests have 64",
+        ),
+        (
+            "unknown alg",
+            Creds::Token(TOKEN),
+            "k1",
+            json!({"hash_alg": "md5", "digests": ["ab".repeat(16)]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "unknown_hash_alg",
+            "md5",
+        ),
+        (
+            "1001 digests",
+            Creds::Token(TOKEN),
+            "k1",
+            good(1001),
+            400,
+            "batch_too_large",
+            "1001 digests in one request; the limit is 1000",
+        ),
+        (
+            "oversized body",
+            Creds::Token(TOKEN),
+            "k1",
+            huge,
+            413,
+            "body_too_large",
+            "exceeds the limit of 200000 bytes",
+        ),
     ];
     for (what, creds, key, body, status, kind, msg) in cases {
         let before = audit_lines(&log).len();
         let a = agent(&pki, &creds);
-        let (got, answer) = post_sign(&a, &server, &creds, key, &body).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (got, answer) =
+            post_sign(&a, &server, &creds, key, &body).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(got, status, "{what}: {answer}");
         assert_eq!(answer["error"]["kind"], kind, "{what}: {answer}");
         let m = answer["error"]["message"].as_str().unwrap();
         assert!(m.contains(msg), "{what}: message {m:?} lacks {msg:?}");
         assert!(answer.get("signatures").is_none(), "{what}");
         let lines = audit_lines(&log);
-        assert_eq!(lines.len(), before + 1, "{what}: one audit line per refused request");
+        assert_eq!(
+            lines.len(),
+            before + 1,
+            "{what}: one audit line per refused request"
+        );
         let last = lines.last().unwrap();
         assert_eq!(last["outcome"], "rejected", "{what}");
         assert_eq!(last["error"], kind, "{what}");
@@ -373,18 +641,52 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
     }
 
     assert_eq!(signed_count(&audit_lines(&log)), 0, "nothing was signed");
-    let metrics = agent(&pki, &Creds::None).get(&format!("{}/metrics", server.url())).call().unwrap().body_mut().read_to_string().unwrap();
-    assert!(!metrics.contains("rpm_verity_serve_signatures_total{"), "{metrics}");
-    assert!(metrics.contains("rpm_verity_serve_errors_total{kind=\"bad_hex\"} 1"), "{metrics}");
-    assert!(metrics.contains("rpm_verity_serve_requests_total{endpoint=\"sign\",status=\"401\"} 3"), "{metrics}");
+    let metrics = agent(&pki, &Creds::None)
+        .get(&format!("{}/metrics", server.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        !metrics.contains("rpm_verity_serve_signatures_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rpm_verity_serve_errors_total{kind=\"bad_hex\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rpm_verity_serve_requests_total{endpoint=\"sign\",status=\"401\"} 3"),
+        "{metrics}"
+    );
 
     // The client turns refusals into clear errors before any package is touched.
-    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("wrong-token"))).unwrap_err();
-    assert!(format!("{e:#}").contains("HTTP 401 (bad_credentials): unknown bearer token"), "{e:#}");
-    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token2"))).unwrap_err();
-    assert!(format!("{e:#}").contains("key \"k1\" does not exist or is not allowed for these credentials (allowed: k2)"), "{e:#}");
-    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder"))).unwrap_err();
-    assert!(format!("{e:#}").contains("HTTP 401 (bad_client_certificate)"), "{e:#}");
+    let e = RemoteSigner::from_args(&remote_args(
+        &pki,
+        &server,
+        "k1",
+        &Creds::Token("wrong-token"),
+    ))
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("HTTP 401 (bad_credentials): unknown bearer token"),
+        "{e:#}"
+    );
+    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token2")))
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains(
+            "key \"k1\" does not exist or is not allowed for these credentials (allowed: k2)"
+        ),
+        "{e:#}"
+    );
+    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder")))
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("HTTP 401 (bad_client_certificate)"),
+        "{e:#}"
+    );
 }
 
 #[test]
@@ -424,11 +726,18 @@ fn two_hundred_concurrent_clients() {
     }
     let lines = audit_lines(&log);
     let sign_lines: Vec<&Value> = lines.iter().filter(|l| l["action"] == "sign").collect();
-    assert_eq!(sign_lines.len(), CLIENTS * REQUESTS, "one audit line per accepted request");
+    assert_eq!(
+        sign_lines.len(),
+        CLIENTS * REQUESTS,
+        "one audit line per accepted request"
+    );
     assert!(sign_lines.iter().all(|l| l["outcome"] == "signed"));
     let mut seen = std::collections::HashSet::new();
     for l in &sign_lines {
-        assert!(seen.insert(l["digests"][0].as_str().unwrap().to_string()), "a request was logged twice");
+        assert!(
+            seen.insert(l["digests"][0].as_str().unwrap().to_string()),
+            "a request was logged twice"
+        );
     }
 }
 
@@ -447,7 +756,11 @@ fn sigkill_mid_signing_then_restart() {
     //    result reaches the caller.
     let mut remote = RemoteSigner::from_args_with_retry(
         &remote_args(&pki, &server, "k1", &Creds::Token("token")),
-        RetryPolicy { attempts: 3, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(200) },
+        RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(200),
+        },
     )
     .unwrap();
     remote.set_batch_size(50);
@@ -458,20 +771,31 @@ fn sigkill_mid_signing_then_restart() {
     wait_for(|| signed_count(&audit_lines(&log)) >= 2);
     server.kill9();
     let started = Instant::now();
-    let err = client.join().unwrap().expect_err("signing cannot complete without the server");
+    let err = client
+        .join()
+        .unwrap()
+        .expect_err("signing cannot complete without the server");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("https://{addr}/v1/keys/k1/sign")), "{msg}");
+    assert!(
+        msg.contains(&format!("https://{addr}/v1/keys/k1/sign")),
+        "{msg}"
+    );
     assert!(msg.contains("gave up after 3 attempts"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(30));
     let lines_after_kill = audit_lines(&log);
-    assert!(signed_count(&lines_after_kill) < 6000 / 50, "the kill came mid-run");
+    assert!(
+        signed_count(&lines_after_kill) < 6000 / 50,
+        "the kill came mid-run"
+    );
 
     // 2. Killed and restarted on the same port while the client is retrying: it completes, and
     //    the result is exactly what local signing gives.
     let mut server = Server::start(&config, Some(&addr));
     assert_eq!(server.addr, addr);
     let remote = Arc::new({
-        let mut r = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token"))).unwrap();
+        let mut r =
+            RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token")))
+                .unwrap();
         r.set_batch_size(50);
         r
     });
@@ -483,8 +807,14 @@ fn sigkill_mid_signing_then_restart() {
     server.kill9();
     std::thread::sleep(Duration::from_millis(300));
     let server = Server::start(&config, Some(&addr));
-    let got = client.join().unwrap().expect("the client rides out a restart");
-    assert!(got == expected, "signatures after a restart differ from local signing");
+    let got = client
+        .join()
+        .unwrap()
+        .expect("the client rides out a restart");
+    assert!(
+        got == expected,
+        "signatures after a restart differ from local signing"
+    );
     // Every line of the log, across two SIGKILLs, is a complete JSON record.
     let lines = audit_lines(&log);
     assert!(signed_count(&lines) >= before + 6000 / 50);
@@ -494,7 +824,10 @@ fn sigkill_mid_signing_then_restart() {
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -504,21 +837,44 @@ fn group_readable_key_is_refused_at_start() {
     let pki = Pki::new();
     let config = pki.config(&pki.path("audit.jsonl"), "127.0.0.1:0", "");
     chmod(&pki.path("k2.key"), 0o644);
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("k2.key") && err.contains("mode 0644") && err.contains("refusing"), "{err}");
+    assert!(
+        err.contains("k2.key") && err.contains("mode 0644") && err.contains("refusing"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty(), "nothing listened");
 
     chmod(&pki.path("k2.key"), 0o600);
     chmod(&pki.path("k3.pass"), 0o640);
-    let out = Command::new(BIN).args(["serve", "--check", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("passphrase file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     chmod(&pki.path("k3.pass"), 0o600);
-    let out = Command::new(BIN).args(["serve", "--check", "--config"]).arg(&config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -527,14 +883,22 @@ fn refuses_to_sign_when_the_audit_log_cannot_be_written() {
     let server = Server::start(&pki.config(Path::new("/dev/full"), "127.0.0.1:0", ""), None);
     let creds = Creds::Token(TOKEN);
     let body = json!({"hash_alg": "sha256", "digests": ["ab".repeat(32)]}).to_string();
-    let (status, answer) = post_sign(&agent(&pki, &creds), &server, &creds, "k1", body.as_bytes()).unwrap();
+    let (status, answer) =
+        post_sign(&agent(&pki, &creds), &server, &creds, "k1", body.as_bytes()).unwrap();
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["error"]["kind"], "audit_unavailable");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("/dev/full"));
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/dev/full"));
     assert!(answer.get("signatures").is_none());
     let e = RemoteSigner::from_args_with_retry(
         &remote_args(&pki, &server, "k1", &Creds::Token("token")),
-        RetryPolicy { attempts: 2, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(10) },
+        RetryPolicy {
+            attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        },
     )
     .unwrap_err();
     assert!(format!("{e:#}").contains("audit_unavailable"), "{e:#}");
@@ -544,7 +908,10 @@ fn refuses_to_sign_when_the_audit_log_cannot_be_written() {
 fn sigterm_finishes_in_flight_requests() {
     let pki = Pki::new();
     let log = pki.path("audit.jsonl");
-    let server = Server::start(&pki.config(&log, "127.0.0.1:0", "per_client_concurrency = 1"), None);
+    let server = Server::start(
+        &pki.config(&log, "127.0.0.1:0", "per_client_concurrency = 1"),
+        None,
+    );
     let creds = Creds::Token(TOKEN);
     let a = agent(&pki, &creds);
     // Health and metrics answer without credentials.
@@ -573,27 +940,66 @@ fn sigterm_finishes_in_flight_requests() {
         })
         .collect();
     wait_for(|| {
-        let m = agent(&pki, &Creds::None).get(&format!("{url}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-        m.lines().any(|l| l.starts_with("rpm_verity_serve_in_flight_requests ") && l.split(' ').nth(1).unwrap().parse::<i64>().unwrap() >= 3)
+        let m = agent(&pki, &Creds::None)
+            .get(&format!("{url}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        m.lines().any(|l| {
+            l.starts_with("rpm_verity_serve_in_flight_requests ")
+                && l.split(' ').nth(1).unwrap().parse::<i64>().unwrap() >= 3
+        })
     });
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     for h in handles {
-        assert_eq!(h.join().unwrap(), (200, Some(1000)), "in-flight requests complete");
+        assert_eq!(
+            h.join().unwrap(),
+            (200, Some(1000)),
+            "in-flight requests complete"
+        );
     }
     let mut server = server;
     let status = server.child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status:?}\n{}", server.stderr.lock().unwrap());
-    assert!(std::net::TcpStream::connect(&server.addr).is_err(), "no new connections after shutdown");
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status:?}\n{}",
+        server.stderr.lock().unwrap()
+    );
+    assert!(
+        std::net::TcpStream::connect(&server.addr).is_err(),
+        "no new connections after shutdown"
+    );
     assert_eq!(signed_count(&audit_lines(&log)), 4);
 }
 
 #[test]
 fn hash_token_prints_the_config_value() {
-    let mut child = Command::new(BIN).args(["serve", "--hash-token"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{TOKEN}\n").as_bytes()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--hash-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{TOKEN}\n").as_bytes())
+        .unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(out.trim(), Pki::token_hash(TOKEN));
 }

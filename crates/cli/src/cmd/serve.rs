@@ -30,7 +30,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.hash_token {
         let mut token = String::new();
-        std::io::stdin().take(64 * 1024).read_to_string(&mut token).context("reading the token on stdin")?;
+        std::io::stdin()
+            .take(64 * 1024)
+            .read_to_string(&mut token)
+            .context("reading the token on stdin")?;
         if token.trim().is_empty() {
             anyhow::bail!("no token on stdin");
         }

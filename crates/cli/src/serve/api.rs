@@ -43,7 +43,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
     fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, kind, message)
@@ -64,7 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/{name}/sign", post(sign))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_and_count))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_and_count,
+        ))
         .with_state(state)
 }
 
@@ -90,7 +97,10 @@ async fn limit_and_count(State(st): State<Arc<AppState>>, req: Request, next: Ne
             let e = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                format!("request not answered within {} s", st.limits.request_timeout.as_secs()),
+                format!(
+                    "request not answered within {} s",
+                    st.limits.request_timeout.as_secs()
+                ),
             );
             if endpoint == "sign" || endpoint == "keys" {
                 let mut rec = Record::new(&st, conn.as_ref(), endpoint);
@@ -115,7 +125,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
 }
 
 /// One audit log line under construction.
@@ -125,7 +139,10 @@ impl Record {
     fn new(st: &AppState, conn: Option<&ConnInfo>, action: &str) -> Self {
         let mut m = serde_json::Map::new();
         m.insert("time".into(), Value::String(rfc3339(SystemTime::now())));
-        m.insert("id".into(), json!(st.next_id.fetch_add(1, Ordering::Relaxed)));
+        m.insert(
+            "id".into(),
+            json!(st.next_id.fetch_add(1, Ordering::Relaxed)),
+        );
         m.insert("action".into(), json!(action));
         if let Some(c) = conn {
             m.insert("peer".into(), json!(c.peer.to_string()));
@@ -149,7 +166,11 @@ impl Record {
     }
 }
 
-async fn list_keys(State(st): State<Arc<AppState>>, Extension(conn): Extension<ConnInfo>, headers: HeaderMap) -> Response {
+async fn list_keys(
+    State(st): State<Arc<AppState>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Response {
     let mut rec = Record::new(&st, Some(&conn), "list_keys");
     let (client, method) = match st.clients.authenticate(&headers, &conn) {
         Ok(c) => c,
@@ -173,7 +194,8 @@ async fn list_keys(State(st): State<Arc<AppState>>, Extension(conn): Extension<C
     rec.set("status", json!(200));
     if let Err(msg) = st.audit.write(&rec.finish()).await {
         st.metrics.error("audit_unavailable");
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg).into_response();
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg)
+            .into_response();
     }
     Json(json!({"keys": keys})).into_response()
 }
@@ -223,7 +245,11 @@ async fn sign_inner(
     rec.set("client", json!(client.name));
     rec.set("auth", json!(method.as_str()));
     let Some(key) = st.keys.get(name) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key named {name:?}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_key",
+            format!("no key named {name:?}"),
+        ));
     };
     if !client.keys.contains(name) {
         return Err(ApiError::new(
@@ -234,12 +260,19 @@ async fn sign_inner(
     }
 
     let body = read_body(body, headers, st.limits.max_body_bytes).await?;
-    let req: SignRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not a valid sign request: {e}")))?;
+    let req: SignRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("request body is not a valid sign request: {e}"),
+        )
+    })?;
     let Some(alg) = HashAlgorithm::from_name(&req.hash_alg) else {
         return Err(ApiError::bad_request(
             "unknown_hash_alg",
-            format!("hash_alg {:?} is not one of \"sha256\", \"sha512\"", req.hash_alg),
+            format!(
+                "hash_alg {:?} is not one of \"sha256\", \"sha512\"",
+                req.hash_alg
+            ),
         ));
     };
     rec.set("hash_alg", json!(alg.name()));
@@ -250,28 +283,39 @@ async fn sign_inner(
     if req.digests.len() > st.limits.max_batch {
         return Err(ApiError::bad_request(
             "batch_too_large",
-            format!("{} digests in one request; the limit is {}", req.digests.len(), st.limits.max_batch),
+            format!(
+                "{} digests in one request; the limit is {}",
+                req.digests.len(),
+                st.limits.max_batch
+            ),
         ));
     }
     let mut digests = Vec::with_capacity(req.digests.len());
     for (i, h) in req.digests.iter().enumerate() {
-        let bytes = hex::decode(h)
-            .map_err(|e| ApiError::bad_request("bad_hex", format!("digests[{i}] is not hex: {e}")))?;
+        let bytes = hex::decode(h).map_err(|e| {
+            ApiError::bad_request("bad_hex", format!("digests[{i}] is not hex: {e}"))
+        })?;
         let d = FileDigest::new(alg, &bytes).ok_or_else(|| {
             ApiError::bad_request(
                 "wrong_digest_length",
-                format!("digests[{i}] has {} bytes; {} digests have {}", bytes.len(), alg.name(), alg.digest_size()),
+                format!(
+                    "digests[{i}] has {} bytes; {} digests have {}",
+                    bytes.len(),
+                    alg.name(),
+                    alg.digest_size()
+                ),
             )
         })?;
         digests.push(d);
     }
 
-    let _slot = client
-        .slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "server is shutting down"))?;
+    let _slot = client.slots.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "server is shutting down",
+        )
+    })?;
     let signer = key.signer.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let batch = digests.clone();
@@ -281,28 +325,47 @@ async fn sign_inner(
     let sigs = match rx.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", e.to_string()));
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "signing_failed",
+                e.to_string(),
+            ));
         }
         Err(_) => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", "signing thread panicked"));
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "signing_failed",
+                "signing thread panicked",
+            ));
         }
     };
     if sigs.len() != digests.len() {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "signing_failed",
-            format!("signer returned {} signatures for {} digests", sigs.len(), digests.len()),
+            format!(
+                "signer returned {} signatures for {} digests",
+                sigs.len(),
+                digests.len()
+            ),
         ));
     }
 
     // The refusal line (if the audit write fails) must not claim the digests were signed, so the
     // success line is built on a copy.
     let mut line = rec.0.clone();
-    line.insert("digests".into(), Value::Array(digests.iter().map(|d| Value::String(d.to_hex())).collect()));
+    line.insert(
+        "digests".into(),
+        Value::Array(digests.iter().map(|d| Value::String(d.to_hex())).collect()),
+    );
     line.insert("outcome".into(), json!("signed"));
     line.insert("status".into(), json!(200));
     if let Err(msg) = st.audit.write(&Value::Object(line)).await {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            msg,
+        ));
     }
     st.metrics.signatures(&key.name, sigs.len());
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -311,7 +374,11 @@ async fn sign_inner(
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -323,13 +390,26 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum
         match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
             Some(n) if n > limit as u64 => return Err(too_big()),
             Some(_) => {}
-            None => return Err(ApiError::bad_request("bad_request", "invalid Content-Length")),
+            None => {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    "invalid Content-Length",
+                ))
+            }
         }
     }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_big()),
-        Err(e) => Err(ApiError::bad_request("bad_request", format!("reading request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_big())
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "bad_request",
+            format!("reading request body: {e}"),
+        )),
     }
 }
 

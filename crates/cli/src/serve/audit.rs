@@ -38,17 +38,21 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .with_context(|| format!("opening audit log {}", path.display()))?;
-        let meta = file.metadata().with_context(|| format!("audit log {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("audit log {}", path.display()))?;
         let mut len = meta.len();
         if meta.file_type().is_file() && len > 0 {
-            let keep = complete_prefix_len(&mut file, len).with_context(|| format!("reading audit log {}", path.display()))?;
+            let keep = complete_prefix_len(&mut file, len)
+                .with_context(|| format!("reading audit log {}", path.display()))?;
             if keep != len {
                 eprintln!(
                     "rpm-verity serve: audit log {}: removing an incomplete last line ({} bytes) left by a crash",
                     path.display(),
                     len - keep
                 );
-                file.set_len(keep).with_context(|| format!("truncating audit log {}", path.display()))?;
+                file.set_len(keep)
+                    .with_context(|| format!("truncating audit log {}", path.display()))?;
                 file.sync_all()?;
                 len = keep;
             }
@@ -68,8 +72,11 @@ impl AuditLog {
         let mut line = serde_json::to_vec(record).map_err(|e| e.to_string())?;
         line.push(b'\n');
         let (done, wait) = oneshot::channel();
-        self.tx.send(Entry { line, done }).map_err(|_| "audit log writer has stopped".to_string())?;
-        wait.await.map_err(|_| "audit log writer has stopped".to_string())?
+        self.tx
+            .send(Entry { line, done })
+            .map_err(|_| "audit log writer has stopped".to_string())?;
+        wait.await
+            .map_err(|_| "audit log writer has stopped".to_string())?
     }
 }
 
@@ -91,7 +98,10 @@ fn complete_prefix_len(file: &mut File, len: u64) -> std::io::Result<u64> {
 }
 
 fn writer(mut file: File, mut len: u64, path: PathBuf, rx: mpsc::Receiver<Entry>) {
-    let is_regular = file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
+    let is_regular = file
+        .metadata()
+        .map(|m| m.file_type().is_file())
+        .unwrap_or(false);
     let mut group: Vec<Entry> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -139,17 +149,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
         std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let log = AuditLog::open(&p).unwrap();
         rt.block_on(async {
             log.write(&serde_json::json!({"c": 2})).await.unwrap();
         });
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"c\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"c\":2}\n"
+        );
     }
 
     #[test]
     fn reports_failure_on_full_device() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let log = AuditLog::open(Path::new("/dev/full")).unwrap();
         let r = rt.block_on(log.write(&serde_json::json!({"c": 2})));
         assert!(r.unwrap_err().contains("/dev/full"));

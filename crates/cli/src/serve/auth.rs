@@ -72,26 +72,45 @@ impl Clients {
     /// A bearer token, when sent, decides (a wrong token is refused even on a connection
     /// with a good certificate, so a misconfigured client notices). Looking the token up by its
     /// hash means the comparison time says nothing about the configured tokens.
-    pub fn authenticate(&self, headers: &HeaderMap, conn: &ConnInfo) -> Result<(Arc<Client>, AuthMethod), ApiError> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        conn: &ConnInfo,
+    ) -> Result<(Arc<Client>, AuthMethod), ApiError> {
         // A bad certificate is refused even alongside a good token: it means a broken or
         // hostile client, not one to serve.
         if let Some(e) = &conn.cert_error {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_client_certificate", e.clone()));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_client_certificate",
+                e.clone(),
+            ));
         }
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Authorization header is not 'Bearer TOKEN'")
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_credentials",
+                        "Authorization header is not 'Bearer TOKEN'",
+                    )
                 })?;
             let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             return match self.by_token.get(&hash) {
                 Some(c) => Ok((c.clone(), AuthMethod::Token)),
-                None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "unknown bearer token")),
+                None => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_credentials",
+                    "unknown bearer token",
+                )),
             };
         }
         if let Some(cn) = &conn.cert_cn {

@@ -118,14 +118,24 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Self::parse(&text, base).with_context(|| format!("config {}", path.display()))
     }
 
     pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
         let raw: RawConfig = toml::from_str(text)?;
-        let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let rel = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
         let listen: SocketAddr = raw
             .listen
             .parse()
@@ -137,9 +147,15 @@ impl Config {
             max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_batch: l.max_batch.unwrap_or(d.max_batch),
             per_client_concurrency: l.per_client_concurrency.unwrap_or(d.per_client_concurrency),
-            request_timeout: l.request_timeout_secs.map(Duration::from_secs).unwrap_or(d.request_timeout),
+            request_timeout: l
+                .request_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.request_timeout),
             max_connections: l.max_connections.unwrap_or(d.max_connections),
-            shutdown_grace: l.shutdown_grace_secs.map(Duration::from_secs).unwrap_or(d.shutdown_grace),
+            shutdown_grace: l
+                .shutdown_grace_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.shutdown_grace),
         };
         if limits.max_batch == 0 || limits.max_batch > API_MAX_BATCH {
             bail!("limits.max_batch must be between 1 and {API_MAX_BATCH}");
@@ -188,7 +204,12 @@ impl Config {
             }
             if let Some(cn) = &c.cert_cn {
                 if let Some(other) = cns.insert(cn.clone(), c.name.clone()) {
-                    bail!("clients {:?} and {:?} have the same cert_cn {:?}", other, c.name, cn);
+                    bail!(
+                        "clients {:?} and {:?} have the same cert_cn {:?}",
+                        other,
+                        c.name,
+                        cn
+                    );
                 }
             }
             let mut hashes = Vec::new();
@@ -196,7 +217,12 @@ impl Config {
                 let bytes = hex::decode(h.trim())
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .with_context(|| format!("client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)", c.name))?;
+                    .with_context(|| {
+                        format!(
+                            "client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)",
+                            c.name
+                        )
+                    })?;
                 if let Some(other) = tokens.insert(bytes, c.name.clone()) {
                     bail!("clients {:?} and {:?} share a token", other, c.name);
                 }
@@ -205,11 +231,20 @@ impl Config {
             let mut allowed = BTreeSet::new();
             for k in &c.keys {
                 if !key_names.contains(k) {
-                    bail!("client {:?} is allowed key {:?}, which is not configured", c.name, k);
+                    bail!(
+                        "client {:?} is allowed key {:?}, which is not configured",
+                        c.name,
+                        k
+                    );
                 }
                 allowed.insert(k.clone());
             }
-            clients.push(ClientConfig { name: c.name.clone(), cert_cn: c.cert_cn.clone(), token_sha256: hashes, keys: allowed });
+            clients.push(ClientConfig {
+                name: c.name.clone(),
+                cert_cn: c.cert_cn.clone(),
+                token_sha256: hashes,
+                keys: allowed,
+            });
         }
         if clients.iter().any(|c| c.cert_cn.is_some()) && raw.tls.client_ca.is_none() {
             bail!("a client has cert_cn but tls.client_ca is not set, so client certificates cannot be verified");
@@ -233,7 +268,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty() || name.len() > 128 {
         bail!("must be 1 to 128 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         bail!("may only contain letters, digits, '-', '_' and '.'");
     }
     Ok(())
@@ -281,7 +319,9 @@ keys = ["k1"]
         assert!(e.contains("64 hex digits"), "{e}");
         let bad = BASE.replace("name = \"k1\"", "name = \"k/1\"");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
-        let bad = BASE.replace("[limits]", "").replace("[[key]]", "[limits]\nmax_batch = 1001\n[[key]]");
+        let bad = BASE
+            .replace("[limits]", "")
+            .replace("[[key]]", "[limits]\nmax_batch = 1001\n[[key]]");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
         let bad = BASE.replace("listen", "lisen");
         assert!(Config::parse(&bad, Path::new("/")).is_err());

@@ -33,15 +33,22 @@ pub fn load(cfg: &KeyConfig) -> anyhow::Result<Key> {
     check_private_file(&cfg.key, "key file").with_context(|| format!("key {:?}", cfg.name))?;
     let passphrase = match &cfg.passphrase_file {
         Some(p) => {
-            check_private_file(p, "passphrase file").with_context(|| format!("key {:?}", cfg.name))?;
-            let text = std::fs::read(p).with_context(|| format!("key {:?}: reading {}", cfg.name, p.display()))?;
+            check_private_file(p, "passphrase file")
+                .with_context(|| format!("key {:?}", cfg.name))?;
+            let text = std::fs::read(p)
+                .with_context(|| format!("key {:?}: reading {}", cfg.name, p.display()))?;
             Some(trim_newline(text))
         }
         None => None,
     };
-    let signer = load_signer(&cfg.key, &cfg.cert, passphrase.as_deref()).with_context(|| format!("key {:?}", cfg.name))?;
+    let signer = load_signer(&cfg.key, &cfg.cert, passphrase.as_deref())
+        .with_context(|| format!("key {:?}", cfg.name))?;
     let cert_pem = pem_encode("CERTIFICATE", signer.certificate_der());
-    Ok(Key { name: cfg.name.clone(), signer, cert_pem })
+    Ok(Key {
+        name: cfg.name.clone(),
+        signer,
+        cert_pem,
+    })
 }
 
 fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
@@ -51,7 +58,11 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
     v
 }
 
-fn load_signer(key: &Path, cert: &Path, passphrase: Option<&[u8]>) -> anyhow::Result<Arc<dyn Signer>> {
+fn load_signer(
+    key: &Path,
+    cert: &Path,
+    passphrase: Option<&[u8]>,
+) -> anyhow::Result<Arc<dyn Signer>> {
     let signer = verity_signing::LocalSigner::from_files(key, cert, passphrase)?;
     Ok(Arc::new(signer))
 }

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the sign-latency histogram buckets.
-const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -23,11 +25,21 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn request(&self, endpoint: &'static str, status: u16) {
-        *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((endpoint, status)).or_default() += 1;
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((endpoint, status))
+            .or_default() += 1;
     }
 
     pub fn error(&self, kind: &'static str) {
-        *self.errors.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
     }
 
     pub fn signatures(&self, key: &str, n: usize) {
@@ -56,41 +68,86 @@ impl Metrics {
             }
         }
         self.sign_count.fetch_add(1, Ordering::Relaxed);
-        self.sign_sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.sign_sum_micros.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
         let p = "rpm_verity_serve";
-        let _ = writeln!(out, "# HELP {p}_requests_total HTTP requests by endpoint and status.");
+        let _ = writeln!(
+            out,
+            "# HELP {p}_requests_total HTTP requests by endpoint and status."
+        );
         let _ = writeln!(out, "# TYPE {p}_requests_total counter");
-        for ((ep, st), v) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "{p}_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {v}");
+        for ((ep, st), v) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "{p}_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {v}"
+            );
         }
         let _ = writeln!(out, "# HELP {p}_signatures_total Signatures made, by key.");
         let _ = writeln!(out, "# TYPE {p}_signatures_total counter");
-        for (k, v) in self.signatures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (k, v) in self
+            .signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(out, "{p}_signatures_total{{key=\"{k}\"}} {v}");
         }
-        let _ = writeln!(out, "# HELP {p}_errors_total Rejected or failed requests, by kind.");
+        let _ = writeln!(
+            out,
+            "# HELP {p}_errors_total Rejected or failed requests, by kind."
+        );
         let _ = writeln!(out, "# TYPE {p}_errors_total counter");
         for (k, v) in self.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "{p}_errors_total{{kind=\"{k}\"}} {v}");
         }
-        let _ = writeln!(out, "# HELP {p}_tls_handshake_failures_total TLS handshakes that failed.");
+        let _ = writeln!(
+            out,
+            "# HELP {p}_tls_handshake_failures_total TLS handshakes that failed."
+        );
         let _ = writeln!(out, "# TYPE {p}_tls_handshake_failures_total counter");
-        let _ = writeln!(out, "{p}_tls_handshake_failures_total {}", self.tls_failures.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP {p}_in_flight_requests Requests being handled now.");
+        let _ = writeln!(
+            out,
+            "{p}_tls_handshake_failures_total {}",
+            self.tls_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {p}_in_flight_requests Requests being handled now."
+        );
         let _ = writeln!(out, "# TYPE {p}_in_flight_requests gauge");
-        let _ = writeln!(out, "{p}_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP {p}_sign_request_duration_seconds Time to answer sign requests.");
+        let _ = writeln!(
+            out,
+            "{p}_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {p}_sign_request_duration_seconds Time to answer sign requests."
+        );
         let _ = writeln!(out, "# TYPE {p}_sign_request_duration_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
             let v = self.sign_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{p}_sign_request_duration_seconds_bucket{{le=\"{b}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "{p}_sign_request_duration_seconds_bucket{{le=\"{b}\"}} {v}"
+            );
         }
         let count = self.sign_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{p}_sign_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{p}_sign_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = self.sign_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{p}_sign_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "{p}_sign_request_duration_seconds_count {count}");
@@ -110,10 +167,25 @@ mod tests {
         m.request("sign", 200);
         m.signatures("k", 5);
         let t = m.render();
-        assert!(t.contains("rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{t}");
-        assert!(t.contains("rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"0.5\"} 2\n"), "{t}");
-        assert!(t.contains("rpm_verity_serve_sign_request_duration_seconds_count 2\n"), "{t}");
-        assert!(t.contains("rpm_verity_serve_signatures_total{key=\"k\"} 5\n"), "{t}");
-        assert!(t.contains("rpm_verity_serve_requests_total{endpoint=\"sign\",status=\"200\"} 1\n"), "{t}");
+        assert!(
+            t.contains("rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"0.5\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rpm_verity_serve_sign_request_duration_seconds_count 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rpm_verity_serve_signatures_total{key=\"k\"} 5\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rpm_verity_serve_requests_total{endpoint=\"sign\",status=\"200\"} 1\n"),
+            "{t}"
+        );
     }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::pem::PemObject;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -53,7 +53,9 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     }
     let (tls, client_verifier) = tls_config(&config)?;
     let audit = AuditLog::open(&config.audit_log)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("sign-{i}"))
@@ -68,7 +70,12 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         pool,
         next_id: AtomicU64::new(1),
     });
-    Ok(Prepared { config, state, tls, client_verifier })
+    Ok(Prepared {
+        config,
+        state,
+        tls,
+        client_verifier,
+    })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -86,7 +93,10 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-type TlsSetup = (Arc<rustls::ServerConfig>, Option<Arc<dyn ClientCertVerifier>>);
+type TlsSetup = (
+    Arc<rustls::ServerConfig>,
+    Option<Arc<dyn ClientCertVerifier>>,
+);
 
 fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
     keys::check_private_file(&config.tls_key, "TLS key file")?;
@@ -98,7 +108,9 @@ fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in load_certs(ca)? {
-                roots.add(c).with_context(|| format!("client CA {}", ca.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("client CA {}", ca.display()))?;
             }
             // Unauthenticated TLS stays allowed so token clients can connect; the API refuses
             // requests that carry neither a verified certificate nor a valid token.
@@ -119,7 +131,13 @@ fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
         .context("TLS protocol versions")?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .with_context(|| format!("TLS certificate {} and key {}", config.tls_cert.display(), config.tls_key.display()))?;
+        .with_context(|| {
+            format!(
+                "TLS certificate {} and key {}",
+                config.tls_cert.display(),
+                config.tls_key.display()
+            )
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(cfg), chain_check))
 }
@@ -183,7 +201,10 @@ fn client_identity(
         (Some(v), Some([ee, rest @ ..])) => match v.verify_client_cert(ee, rest, UnixTime::now()) {
             Ok(_) => match auth::subject_cn(ee) {
                 Some(cn) => (Some(cn), None),
-                None => (None, Some("client certificate has no subject CN".to_string())),
+                None => (
+                    None,
+                    Some("client certificate has no subject CN".to_string()),
+                ),
             },
             Err(e) => (None, Some(format!("client certificate refused: {e}"))),
         },
@@ -195,7 +216,9 @@ impl Prepared {
     /// Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish (up
     /// to the grace period) and returns.
     pub fn run(self, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
@@ -205,7 +228,9 @@ impl Prepared {
     }
 
     async fn serve(&self, addr: SocketAddr) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
         {
             // Tests and scripts read this line to find an ephemeral port.
@@ -246,7 +271,8 @@ impl Prepared {
             let verifier = self.client_verifier.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         handshake_failed(&state, peer, &e).await;
@@ -254,24 +280,46 @@ impl Prepared {
                     }
                     Err(_) => return,
                 };
-                let (cert_cn, cert_error) = client_identity(verifier.as_ref(), tls.get_ref().1.peer_certificates());
-                let info = ConnInfo { peer, cert_cn, cert_error };
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-                builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
-                let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+                let (cert_cn, cert_error) =
+                    client_identity(verifier.as_ref(), tls.get_ref().1.peer_certificates());
+                let info = ConnInfo {
+                    peer,
+                    cert_cn,
+                    cert_error,
+                };
+                let svc = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info.clone());
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    },
+                );
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30));
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(64);
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .into_owned();
                 let _ = watcher.watch(conn).await;
             });
         }
         drop(listener);
         eprintln!("rpm-verity serve: shutting down, finishing requests in flight");
         let grace = self.config.limits.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-            eprintln!("rpm-verity serve: requests still running after {} s, stopping anyway", grace.as_secs());
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "rpm-verity serve: requests still running after {} s, stopping anyway",
+                grace.as_secs()
+            );
         }
         Ok(())
     }
@@ -282,7 +330,9 @@ impl Prepared {
 async fn handshake_failed(state: &AppState, peer: SocketAddr, e: &std::io::Error) {
     state.metrics.tls_failure();
     let rustls_err = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) = rustls_err {
+    if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
+        rustls_err
+    {
         state.metrics.error("bad_client_certificate");
         let rec = serde_json::json!({
             "time": api::rfc3339(std::time::SystemTime::now()),
