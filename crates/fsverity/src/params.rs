@@ -155,7 +155,7 @@ impl std::fmt::Debug for Params {
 /// without allocating for it.
 pub fn parse_hex_salt(s: &str) -> Result<Vec<u8>, Error> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(Error::BadSaltHex);
     }
     let digit = |c: u8| -> Result<u8, Error> {
