@@ -63,6 +63,9 @@ pub struct Args {
     /// Print one JSON document with a result per package instead of text.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteSignerArgs,
 }
 
 fn parse_alg(s: &str) -> Result<HashAlgorithm, String> {
@@ -171,22 +174,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let signer: Option<Box<dyn Signer>> = if args.delete {
         None
+    } else if args.remote.is_remote() {
+        if args.key.is_some() || args.cert.is_some() {
+            bail!("give either --key/--cert (sign here) or --signer (sign remotely), not both");
+        }
+        Some(Box::new(crate::remote::RemoteSigner::from_args(
+            &args.remote,
+        )?))
     } else {
         let key = args.key.as_deref().ok_or_else(|| {
             anyhow!("no signing key: give --key KEY (and --cert CERT), or --signer URL")
         })?;
         let pass = crate::util::read_key_passphrase(args.key_pass_file.as_deref())?;
-        let signer =
-            LocalSigner::load(key, args.cert.as_deref(), pass.as_deref()).with_context(|| {
-                format!(
-                    "{}{}",
-                    key.display(),
-                    args.cert
-                        .as_ref()
-                        .map(|c| format!(" / {}", c.display()))
-                        .unwrap_or_default()
-                )
-            })?;
+        // LoadError messages name the key and certificate files themselves.
+        let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
         Some(Box::new(signer))
     };
     if let Some(dir) = &args.output_dir {
