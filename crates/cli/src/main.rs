@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod installed;
 mod pkgdigest;
 mod remote;
 mod rpmdb;
