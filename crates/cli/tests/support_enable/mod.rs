@@ -1,0 +1,162 @@
+//! Installed roots for the enable/audit tests: packages built with rpmbuild, signed with
+//! `rpm-verity sign`, installed with the real rpm (`--root`, plugin off).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[path = "../../../rpm-format/tests/support/mod.rs"]
+mod rpmsupport;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rpm-verity")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key.pem"));
+    let cert = dir.join(format!("{name}.pem"));
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN=rpm-verity enable {name}/O=Throwaway"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (key, cert)
+}
+
+/// Files of the test packages: (package, path, kind). Eligible = regular, non-ghost, signed,
+/// not a non-executable %config.
+pub struct Layout {
+    pub root: PathBuf,
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    pub rpms: Vec<PathBuf>,
+    /// Paths (absolute inside the root) enable must handle.
+    pub eligible: Vec<&'static str>,
+}
+
+pub const ELIGIBLE: [&str; 7] = [
+    "/etc/alpha-exec.conf",
+    "/usr/bin/alpha-tool",
+    "/usr/lib/beta/one.bin",
+    "/usr/lib/beta/three.bin",
+    "/usr/lib/beta/two.bin",
+    "/usr/share/alpha/data.bin",
+    "/usr/share/alpha/empty",
+];
+
+/// Builds alpha (binary, data, empty file, %config plain and executable, symlink, ghost), beta
+/// (three data files, two of the same size for the swap test, signed) and gamma (unsigned),
+/// installs them into `dir/root` with rpm.
+pub fn installed_root(dir: &Path, extra_big: &[(&str, usize)]) -> Layout {
+    let (key, cert) = make_cert(dir, "signer");
+    let build = dir.join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let alpha = rpmsupport::build_rpm_custom(
+        &build,
+        "alpha",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/share/alpha %{buildroot}/etc\n\
+         head -c 20000 /dev/urandom > %{buildroot}/usr/bin/alpha-tool\n\
+         chmod 0755 %{buildroot}/usr/bin/alpha-tool\n\
+         head -c 70000 /dev/urandom > %{buildroot}/usr/share/alpha/data.bin\n\
+         : > %{buildroot}/usr/share/alpha/empty\n\
+         ln -s data.bin %{buildroot}/usr/share/alpha/link\n\
+         printf 'key=value\\n' > %{buildroot}/etc/alpha.conf\n\
+         printf '#!/bin/sh\\necho hi\\n' > %{buildroot}/etc/alpha-exec.conf\n\
+         chmod 0755 %{buildroot}/etc/alpha-exec.conf\n",
+        "%dir /usr/share/alpha\n/usr/bin/alpha-tool\n/usr/share/alpha/data.bin\n\
+         /usr/share/alpha/empty\n/usr/share/alpha/link\n%config(noreplace) /etc/alpha.conf\n\
+         %config /etc/alpha-exec.conf\n%ghost /var/log/alpha.log\n",
+    );
+    let mut install = String::from(
+        "mkdir -p %{buildroot}/usr/lib/beta\n\
+         head -c 50000 /dev/urandom > %{buildroot}/usr/lib/beta/one.bin\n\
+         head -c 50000 /dev/urandom > %{buildroot}/usr/lib/beta/two.bin\n\
+         head -c 12345 /dev/urandom > %{buildroot}/usr/lib/beta/three.bin\n",
+    );
+    let mut files = String::from(
+        "%dir /usr/lib/beta\n/usr/lib/beta/one.bin\n/usr/lib/beta/two.bin\n/usr/lib/beta/three.bin\n",
+    );
+    for (name, size) in extra_big {
+        install.push_str(&format!(
+            "head -c {size} /dev/urandom > %{{buildroot}}/usr/lib/beta/{name}\n"
+        ));
+        files.push_str(&format!("/usr/lib/beta/{name}\n"));
+    }
+    let beta = rpmsupport::build_rpm_custom(&build, "beta", "w0.ufdio", &install, &files);
+    let gamma = rpmsupport::build_rpm_custom(
+        &build,
+        "gamma",
+        "w9.gzdio",
+        "mkdir -p %{buildroot}/usr/share/gamma\nprintf 'plain\\n' > %{buildroot}/usr/share/gamma/file\n",
+        "/usr/share/gamma/file\n",
+    );
+    run(Command::new(bin())
+        .args(["sign", "--key", s(&key), "--cert", s(&cert)])
+        .arg(&alpha)
+        .arg(&beta));
+    let root = dir.join("root");
+    install_into(&root, &[&alpha, &beta, &gamma]);
+    Layout {
+        root,
+        key,
+        cert,
+        rpms: vec![alpha, beta, gamma],
+        eligible: ELIGIBLE.to_vec(),
+    }
+}
+
+/// `rpm -i` into `root` with the fsverity plugin off (it would fail on a verity filesystem).
+pub fn install_into(root: &Path, rpms: &[&Path]) {
+    std::fs::create_dir_all(root).unwrap();
+    run(Command::new("rpmdb").args(["--root", s(root), "--dbpath", "/var/lib/rpm", "--initdb"]));
+    let mut cmd = Command::new("rpm");
+    cmd.args([
+        "--root",
+        s(root),
+        "--dbpath",
+        "/var/lib/rpm",
+        "-i",
+        "--nodeps",
+        "--noscripts",
+        "--define",
+        "__transaction_fsverity %{nil}",
+    ]);
+    for r in rpms {
+        cmd.arg(r);
+    }
+    run(&mut cmd);
+}
+
+pub fn fsverity_digest(file: &Path) -> String {
+    let out = run(Command::new("fsverity").arg("digest").arg(file));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
