@@ -355,6 +355,9 @@ fn signed_count(lines: &[Value]) -> usize {
     lines.iter().filter(|l| l["outcome"] == "signed").count()
 }
 
+/// (what, credentials, key, body, expected status, error kind, part of the message)
+type Case<'a> = (&'a str, Creds<'a>, &'a str, Vec<u8>, u16, &'a str, &'a str);
+
 enum Creds<'a> {
     None,
     Token(&'a str),
@@ -500,7 +503,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
         json!({"hash_alg": "sha256", "digests": digests(HashAlgorithm::Sha256, n, 7).iter().map(|d| d.to_hex()).collect::<Vec<_>>()}).to_string().into_bytes()
     };
     let huge = vec![b' '; 300_000];
-    let cases: Vec<(&str, Creds, &str, Vec<u8>, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no credentials",
             Creds::None,
