@@ -154,8 +154,7 @@ pub(crate) fn kernel_description(der_bytes: &[u8]) -> Option<String> {
     const O: &str = "2.5.4.10";
     const EMAIL: &str = "1.2.840.113549.1.9.1";
     const SKID: &str = "2.5.29.14";
-    let (mut cn, mut o, mut email): (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) =
-        (None, None, None);
+    let (mut cn, mut o, mut email) = (None::<&[u8]>, None::<&[u8]>, None::<&[u8]>);
     // The kernel keeps the last occurrence of each attribute.
     for rdn in tbs.subject.0.iter() {
         for atv in rdn.0.iter() {
