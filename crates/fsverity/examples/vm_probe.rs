@@ -45,7 +45,9 @@ fn main() -> ExitCode {
     match (cmd.as_str(), rest) {
         ("enable", [file, opts @ ..]) => enable(Path::new(file), opts),
         ("measure", [file]) => {
-            match linux::open_readonly(Path::new(file)).and_then(|f| linux::measure_verity(f.as_fd())) {
+            match linux::open_readonly(Path::new(file))
+                .and_then(|f| linux::measure_verity(f.as_fd()))
+            {
                 Ok(Some(d)) => println!("{d}"),
                 Ok(None) => println!("not-verity"),
                 Err(e) => return fail(&e),
@@ -62,8 +64,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ("read-sig", [file]) => {
-            match linux::open_readonly(Path::new(file)).and_then(|f| linux::read_signature(f.as_fd())) {
-                Ok(Some(sig)) => println!("signature {} bytes sha256 {}", sig.len(), sha256_hex(&sig)),
+            match linux::open_readonly(Path::new(file))
+                .and_then(|f| linux::read_signature(f.as_fd()))
+            {
+                Ok(Some(sig)) => {
+                    println!("signature {} bytes sha256 {}", sig.len(), sha256_hex(&sig))
+                }
                 Ok(None) => println!("no-signature"),
                 Err(e) => return fail(&e),
             }
@@ -112,7 +118,8 @@ fn main() -> ExitCode {
                 "builtin_signatures={} keyring={} require_signatures={} ext4_verity={}",
                 s.builtin_signatures,
                 s.keyring.map_or("none".into(), |k| format!("{k:#x}")),
-                s.require_signatures.map_or("none".into(), |v| v.to_string()),
+                s.require_signatures
+                    .map_or("none".into(), |v| v.to_string()),
                 s.ext4_verity.map_or("unknown".into(), |v| v.to_string()),
             );
             ExitCode::SUCCESS
@@ -166,9 +173,8 @@ fn enable(file: &Path, opts: &[String]) -> ExitCode {
         let w = writer.as_ref().expect("opened above");
         linux::enable_verity(w.as_fd(), alg, block_size, &salt, sig.as_deref())
     } else {
-        linux::open_readonly(file).and_then(|f| {
-            linux::enable_verity(f.as_fd(), alg, block_size, &salt, sig.as_deref())
-        })
+        linux::open_readonly(file)
+            .and_then(|f| linux::enable_verity(f.as_fd(), alg, block_size, &salt, sig.as_deref()))
     };
     drop(writer);
     match result {

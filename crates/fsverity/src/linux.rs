@@ -204,9 +204,7 @@ pub enum Error {
     )]
     BadCertificate,
     /// Caught before add_key: the kernel only parses DER.
-    #[error(
-        "the certificate is PEM; the kernel needs DER (openssl x509 -in CERT -outform der)"
-    )]
+    #[error("the certificate is PEM; the kernel needs DER (openssl x509 -in CERT -outform der)")]
     CertificateNotDer,
     /// /proc/sys/fs/verity/require_signatures is missing.
     #[error(
@@ -369,10 +367,18 @@ pub fn enable_verity(
         hash_algorithm: u32::from(alg.id()),
         block_size,
         salt_size: salt.len() as u32,
-        salt_ptr: if salt.is_empty() { 0 } else { salt.as_ptr() as u64 },
+        salt_ptr: if salt.is_empty() {
+            0
+        } else {
+            salt.as_ptr() as u64
+        },
         sig_size: sig.len() as u32,
         reserved1: 0,
-        sig_ptr: if sig.is_empty() { 0 } else { sig.as_ptr() as u64 },
+        sig_ptr: if sig.is_empty() {
+            0
+        } else {
+            sig.as_ptr() as u64
+        },
         reserved2: [0; 11],
     };
     // SAFETY: the opcode is FS_IOC_ENABLE_VERITY and EnableArg is its argument struct; the
@@ -407,7 +413,12 @@ pub fn measure_verity(fd: BorrowedFd<'_>) -> Result<Option<FileDigest>> {
     match res {
         Ok(()) => {}
         Err(e) if errno_of(e) == libc::ENODATA => return Ok(None),
-        Err(e) => return Err(Error::from_query_errno("FS_IOC_MEASURE_VERITY", errno_of(e))),
+        Err(e) => {
+            return Err(Error::from_query_errno(
+                "FS_IOC_MEASURE_VERITY",
+                errno_of(e),
+            ))
+        }
     }
     let DigestHeader {
         digest_algorithm: alg,
@@ -440,10 +451,7 @@ unsafe impl Ioctl for ReadMetadata<'_> {
         (&mut self.arg as *mut ReadMetadataArg).cast()
     }
 
-    unsafe fn output_from_ptr(
-        out: IoctlOutput,
-        _: *mut libc::c_void,
-    ) -> rustix::io::Result<usize> {
+    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut libc::c_void) -> rustix::io::Result<usize> {
         usize::try_from(out).map_err(|_| rustix::io::Errno::INVAL)
     }
 }
@@ -483,7 +491,11 @@ pub fn read_verity_metadata(
 }
 
 /// Read a whole metadata item, at most `limit` bytes; `None` when there is none.
-fn read_metadata_all(fd: BorrowedFd<'_>, kind: MetadataKind, limit: usize) -> Result<Option<Vec<u8>>> {
+fn read_metadata_all(
+    fd: BorrowedFd<'_>,
+    kind: MetadataKind,
+    limit: usize,
+) -> Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 4096];
     loop {
@@ -599,7 +611,12 @@ pub fn fs_verity_keyring() -> Result<KeySerial> {
                 detail: "missing (kernel without CONFIG_KEYS, or /proc not mounted)".into(),
             })
         }
-        Err(e) => return Err(Error::Other { op: "read /proc/keys", source: e }),
+        Err(e) => {
+            return Err(Error::Other {
+                op: "read /proc/keys",
+                source: e,
+            })
+        }
     };
     find_keyring_in_proc_keys(&text, KEYRING_NAME).ok_or(Error::NoKeyring)
 }
@@ -657,14 +674,21 @@ fn keyctl(cmd: libc::c_int, id: KeySerial, buf: &mut [u8]) -> std::result::Resul
         )
     };
     if r < 0 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     } else {
         Ok(r as usize)
     }
 }
 
 /// Call a size-returning keyctl until the buffer is big enough, bounded by `limit`.
-fn keyctl_alloc(cmd: libc::c_int, id: KeySerial, op: &'static str, limit: usize) -> Result<Vec<u8>> {
+fn keyctl_alloc(
+    cmd: libc::c_int,
+    id: KeySerial,
+    op: &'static str,
+    limit: usize,
+) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         let n = keyctl(cmd, id, &mut buf).map_err(|e| Error::from_keyring_errno(op, e))?;
@@ -714,7 +738,9 @@ pub fn add_certificate_to(keyring: KeySerial, der: &[u8]) -> Result<KeySerial> {
         )
     };
     if r < 0 {
-        let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
         return Err(Error::from_keyring_errno("add_key", e));
     }
     Ok(r as KeySerial)
@@ -755,9 +781,13 @@ fn parse_description(id: KeySerial, raw: &[u8]) -> Result<KeyringKey> {
     let text = raw.strip_suffix(b"\0").unwrap_or(raw);
     let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
     let mut parts = text.splitn(5, ';');
-    let (Some(t), Some(uid), Some(gid), Some(perm), Some(desc)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(t), Some(uid), Some(gid), Some(perm), Some(desc)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(bad(text));
     };
     Ok(KeyringKey {
@@ -926,7 +956,10 @@ mod tests {
         for e in errnos {
             let err = Error::from_enable_errno(e);
             assert_eq!(err.errno(), Some(e), "{err}");
-            assert!(messages.insert(err.to_string()), "duplicate message for {e}");
+            assert!(
+                messages.insert(err.to_string()),
+                "duplicate message for {e}"
+            );
         }
         assert!(matches!(
             Error::from_enable_errno(libc::ENOKEY),
@@ -971,7 +1004,10 @@ mod tests {
 3e0e7c61 I------     1 perm 1f0b0000     0     0 keyring   .fs-verity-other: 1
 garbage
 ";
-        assert_eq!(find_keyring_in_proc_keys(text, ".fs-verity"), Some(0x1e35e7b2));
+        assert_eq!(
+            find_keyring_in_proc_keys(text, ".fs-verity"),
+            Some(0x1e35e7b2)
+        );
         assert_eq!(find_keyring_in_proc_keys(text, ".ima"), None);
         // A non-root keyring of the same name loses against root's.
         let text2 = "\
