@@ -619,6 +619,15 @@ fn bad_packages_refused_cleanly() {
             .unwrap();
     b[at] = b'j';
     cases.push(("cpio-not-in-header", b, "not a file of the package header"));
+    // The first cpio entry turned into the trailer: every header file is missing from the
+    // payload (namesize 11, filesize 0, name "TRAILER!!!").
+    let mut b = ubytes.clone();
+    let e = upayload_off;
+    assert_eq!(&b[e..e + 6], b"070701");
+    b[e + 6 + 6 * 8..e + 6 + 7 * 8].copy_from_slice(b"00000000");
+    b[e + 6 + 11 * 8..e + 6 + 12 * 8].copy_from_slice(b"0000000b");
+    b[e + 110..e + 121].copy_from_slice(b"TRAILER!!!\0");
+    cases.push(("missing-from-payload", b, "missing from the payload"));
 
     for (name, data, want) in &cases {
         let pkg = work.join(format!("{name}.rpm"));
