@@ -667,38 +667,58 @@ fn bad_packages_refused_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-compressor.rpm"));
     assert_eq!(fs::read(&pkg).unwrap(), b);
 
-    // Unwritable directory: the package needs a rewrite (many files), the directory refuses.
+    // Unwritable output directory: the signed copy cannot be created; the error names the
+    // package and the directory. Root ignores directory modes, so as root the command runs as
+    // nobody (setpriv), with the key, cert and package made readable to it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
     let ro = dir.join("ro");
     fs::create_dir(&ro).unwrap();
     let pkg = ro.join("pkg.rpm");
     fs::copy(&good, &pkg).unwrap();
     let outdir = dir.join("ro-out");
     fs::create_dir(&outdir).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&outdir, fs::Permissions::from_mode(0o555)).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            bin(),
-            "sign",
-            "--key",
-            s(&key),
-            "--cert",
-            s(&cert),
-            "--output-dir",
-            s(&outdir),
-            s(&pkg),
-        ])
-        .output()
-        .unwrap();
-    fs::set_permissions(&outdir, fs::Permissions::from_mode(0o755)).unwrap();
+    for (p, m) in [
+        (dir, 0o755),
+        (ro.as_path(), 0o755),
+        (pkg.as_path(), 0o644),
+        (key.as_path(), 0o644),
+        (cert.as_path(), 0o644),
+    ] {
+        mode(p, m);
+    }
+    mode(&outdir, 0o555);
+    let args = [
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--output-dir",
+        s(&outdir),
+        s(&pkg),
+    ];
+    let is_root = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let out = if is_root {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
+            .args(args)
+            .output()
+            .unwrap()
+    } else {
+        Command::new(bin()).args(args).output().unwrap()
+    };
+    mode(&outdir, 0o755);
     let err = String::from_utf8_lossy(&out.stderr);
-    // As root, setpriv drops to nobody, who cannot even read the key in a 0700 tempdir: either
-    // way the run must fail cleanly and leave nothing behind.
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("rpm-verity: error:"), "{err}");
+    assert!(
+        err.contains("pkg.rpm") && err.contains("ro-out"),
+        "names package and directory: {err}"
+    );
+    assert!(err.contains("ermission denied"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(dir_listing(&outdir).is_empty());
     assert_eq!(fs::read(&pkg).unwrap(), bytes);
 }
