@@ -54,6 +54,10 @@ impl AtomicFile {
         self.file.as_mut().expect("file present until commit")
     }
 
+    pub fn file_ref(&self) -> &File {
+        self.file.as_ref().expect("file present until commit")
+    }
+
     /// Path of the temporary file (for setting permissions before the rename).
     pub fn temp_path(&self) -> &Path {
         &self.tmp

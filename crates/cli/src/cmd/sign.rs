@@ -283,6 +283,7 @@ fn process(
     if before.is_dir() {
         bail!("is a directory, not a package");
     }
+    let mut early: Option<EarlyCopy> = None;
     let (headers, plan, files, hashed, made) = match signer {
         None => {
             let f = File::open(pkg).context("cannot open")?;
@@ -303,6 +304,11 @@ fn process(
                 out.error = Some("source package (use --include-source to sign it)".into());
                 return Ok(());
             }
+            let dest = match &args.output_dir {
+                Some(dir) => dir.join(pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?),
+                None => pkg.to_path_buf(),
+            };
+            early = start_early_copy(pkg, &dest, args, signer)?;
             let pd = pkgdigest::digest_package(pkg, args.hash_alg, pool)?;
             if let Err(e) = pd.integrity {
                 return Err(anyhow::Error::new(e).context("corrupt package, not signed"));
@@ -337,6 +343,21 @@ fn process(
         bail!("package changed while it was being signed; nothing written");
     }
     let main_offset = headers.main_header_offset();
+    if let Some(ec) = early {
+        if ec.header_len == plan.signature_bytes.len() {
+            let dest = ec.dest.clone();
+            finish_early_copy(ec, pkg, &plan, &headers.main, &before)
+                .with_context(|| format!("writing {}", dest.display()))?;
+            if args.output_dir.is_some() {
+                out.output = Some(dest.display().to_string());
+            }
+            out.status = "signed";
+            return Ok(());
+        }
+        // The prediction missed (signatures of different lengths, e.g. a remote signer that
+        // changed keys): drop the early copy and write the file the plain way.
+        ec.abandon();
+    }
     match &args.output_dir {
         Some(dir) => {
             let name = pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?;
@@ -429,6 +450,117 @@ fn write_new_file(
     out.write_all(&plan.signature_bytes)?;
     input.seek(SeekFrom::Start(main_offset))?;
     std::io::copy(&mut input, out.file()).context("copying header and payload")?;
+    fs::set_permissions(
+        out.temp_path(),
+        fs::Permissions::from_mode(src_meta.mode() & 0o7777),
+    )?;
+    let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
+    out.commit().context("replacing the package")?;
+    Ok(())
+}
+
+/// The main header and payload copied into the new file while the payload is still being
+/// hashed. The new signature header's length is known before its signatures are: every
+/// signature made with one key and certificate has the same length, so one probe signature
+/// (of the empty file's digest, which most packages need anyway) fixes the layout, and the copy
+/// (and its fdatasync) can run at its final offset beside decompression and hashing. Signing
+/// then only has to write the lead and the signature header at the front.
+struct EarlyCopy {
+    out: AtomicFile,
+    dest: PathBuf,
+    header_len: usize,
+    copier: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl EarlyCopy {
+    fn abandon(self) {
+        let _ = self.copier.join();
+        drop(self.out);
+    }
+}
+
+/// Starts an [`EarlyCopy`] when the package will be written to a new file (rewrite mode or
+/// `--output-dir`); `None` when it will be changed in place or has no files.
+fn start_early_copy(
+    pkg: &Path,
+    dest: &Path,
+    args: &Args,
+    signer: &dyn Signer,
+) -> anyhow::Result<Option<EarlyCopy>> {
+    let f = File::open(pkg).context("cannot open")?;
+    let p = Package::open_unverified(std::io::BufReader::new(f))?;
+    let n = p.files()?.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let params = fsverity::Params::new(args.hash_alg, 4096, &[]).map_err(|e| anyhow!("{e}"))?;
+    let probe = signer.sign_digests(&[fsverity::empty_file_digest(&params)])?;
+    let len = probe.first().map(|s| s.len()).unwrap_or(0);
+    let predicted = p
+        .signature
+        .with_verity(&vec![vec![0u8; len]; n], u32::from(args.hash_alg.id()))?;
+    if args.output_dir.is_none() && predicted.mode == RewriteMode::InPlace {
+        return Ok(None);
+    }
+    let header_len = predicted.signature_bytes.len();
+    let out = AtomicFile::create(dest)
+        .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
+    let mut w = out
+        .file_ref()
+        .try_clone()
+        .context("duplicating the output descriptor")?;
+    let start = (rpm_format::lead::LEAD_SIZE + header_len) as u64;
+    let main_offset = p.main_header_offset();
+    let src = pkg.to_path_buf();
+    let copier = std::thread::Builder::new()
+        .name("copy".into())
+        .spawn(move || {
+            let mut input = File::open(&src)?;
+            input.seek(SeekFrom::Start(main_offset))?;
+            w.seek(SeekFrom::Start(start))?;
+            std::io::copy(&mut input, &mut w)?;
+            w.sync_data()
+        })
+        .context("starting the copy thread")?;
+    Ok(Some(EarlyCopy {
+        out,
+        dest: dest.to_path_buf(),
+        header_len,
+        copier,
+    }))
+}
+
+/// Joins the copy, writes lead and signature header at the front, keeps the original's mode
+/// (and owner, when allowed), fsyncs and renames over the destination.
+fn finish_early_copy(
+    ec: EarlyCopy,
+    src: &Path,
+    plan: &RewritePlan,
+    main: &rpm_format::Header,
+    src_meta: &fs::Metadata,
+) -> anyhow::Result<()> {
+    let EarlyCopy {
+        mut out, copier, ..
+    } = ec;
+    copier
+        .join()
+        .map_err(|_| anyhow!("the copy thread failed"))?
+        .context("copying header and payload")?;
+    let lead = match plan.mode {
+        // rpm 4.18 regenerates the lead when the header size changes.
+        RewriteMode::Rewrite => Lead::from_header_for_host(main)?.to_bytes(),
+        RewriteMode::InPlace => {
+            let mut b = [0u8; rpm_format::lead::LEAD_SIZE];
+            File::open(src)
+                .context("cannot open")?
+                .read_exact(&mut b)
+                .context("reading the lead")?;
+            b
+        }
+    };
+    let f = out.file();
+    f.write_all_at(&lead, 0)?;
+    f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)?;
     fs::set_permissions(
         out.temp_path(),
         fs::Permissions::from_mode(src_meta.mode() & 0o7777),
