@@ -435,15 +435,7 @@ fn write_new_file(
     src_meta: &fs::Metadata,
 ) -> anyhow::Result<()> {
     let mut input = File::open(src).context("cannot open")?;
-    let lead = match plan.mode {
-        // rpm 4.18 regenerates the lead when the header size changes.
-        RewriteMode::Rewrite => Lead::from_header_for_host(main)?.to_bytes(),
-        RewriteMode::InPlace => {
-            let mut b = [0u8; rpm_format::lead::LEAD_SIZE];
-            input.read_exact(&mut b).context("reading the lead")?;
-            b
-        }
-    };
+    let lead = new_lead(plan, main, src)?;
     let mut out = AtomicFile::create(dest)
         .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
     out.write_all(&lead)?;
@@ -546,18 +538,7 @@ fn finish_early_copy(
         .join()
         .map_err(|_| anyhow!("the copy thread failed"))?
         .context("copying header and payload")?;
-    let lead = match plan.mode {
-        // rpm 4.18 regenerates the lead when the header size changes.
-        RewriteMode::Rewrite => Lead::from_header_for_host(main)?.to_bytes(),
-        RewriteMode::InPlace => {
-            let mut b = [0u8; rpm_format::lead::LEAD_SIZE];
-            File::open(src)
-                .context("cannot open")?
-                .read_exact(&mut b)
-                .context("reading the lead")?;
-            b
-        }
-    };
+    let lead = new_lead(plan, main, src)?;
     let f = out.file();
     f.write_all_at(&lead, 0)?;
     f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)?;
@@ -568,4 +549,24 @@ fn finish_early_copy(
     let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
     out.commit().context("replacing the package")?;
     Ok(())
+}
+
+/// The lead of the new file: rpm 4.18 regenerates it (from the main header and the host's
+/// arch/os numbers) when the signature header changes size, and keeps it otherwise.
+fn new_lead(
+    plan: &RewritePlan,
+    main: &rpm_format::Header,
+    src: &Path,
+) -> anyhow::Result<[u8; rpm_format::lead::LEAD_SIZE]> {
+    Ok(match plan.mode {
+        RewriteMode::Rewrite => Lead::from_header_for_host(main)?.to_bytes(),
+        RewriteMode::InPlace => {
+            let mut b = [0u8; rpm_format::lead::LEAD_SIZE];
+            File::open(src)
+                .context("cannot open")?
+                .read_exact(&mut b)
+                .context("reading the lead")?;
+            b
+        }
+    })
 }
