@@ -53,7 +53,7 @@ impl HashPool {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = Arc::clone(&rx);
-            let params = params.clone();
+            let params = params;
             let h = thread::Builder::new()
                 .name(format!("hash-{i}"))
                 .spawn(move || loop {

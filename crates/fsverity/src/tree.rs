@@ -33,6 +33,16 @@ pub const SPOOL_MEMORY_LIMIT: usize = 32 << 20;
 /// while keeping the copy buffer for small writes modest.
 const SEQUENTIAL_BATCH: usize = 1 << 20;
 
+/// Files at least this large are mapped instead of read (see [`DigestBuilder::read_file`]);
+/// below it the mapping costs more than the copy it saves.
+const MAP_MIN_SIZE: usize = 4 << 20;
+
+/// Mapped bytes hashed per round before their hashes are folded into the tree: bounds the
+/// hash buffer and the resident mapped pages (see [`crate::linux::MappedFile::release`]: about
+/// 22 MiB peak RSS for any file size) while keeping rounds long enough that waiting for the
+/// slowest task of a round costs little (64 MiB rounds measured 4 % faster, at 72 MiB RSS).
+const MAP_WINDOW: usize = 16 << 20;
+
 /// Blocks handed to one parallel task: enough to keep the multi-buffer lanes full and the
 /// per-task overhead negligible.
 const TASK_BYTES: usize = 256 << 10;
@@ -374,24 +384,12 @@ impl DigestBuilder {
                 .min(batch),
             None => batch.min(64 << 10),
         };
-        let mut a = vec![0u8; first.max(1)];
+        let a = vec![0u8; first.max(1)];
         if !self.threads.is_parallel() || !self.pending.is_empty() {
-            loop {
-                let n = fill(&mut reader, &mut a)?;
-                if n == 0 {
-                    break;
-                }
-                self.update(&a[..n]);
-                progress(n as u64);
-                if n < a.len() {
-                    break;
-                }
-                if a.len() < batch {
-                    a.resize((a.len() * 2).min(batch), 0);
-                }
-            }
+            self.read_sequential(&mut reader, a, batch, &mut progress)?;
             return Ok(self.data_size - start);
         }
+        let mut a = a;
 
         // Parallel: hash batch `a` on the pool while this thread reads batch `b`.
         let bs = self.block_size;
@@ -435,7 +433,104 @@ impl DigestBuilder {
             }
             n = next?;
             std::mem::swap(&mut a, &mut b);
+            if !self.pending.is_empty() {
+                // A batch ended inside a block (the size hint was below the real size): the
+                // rest must go through the pending buffer to stay in order.
+                self.update(&a[..n]);
+                progress(n as u64);
+                if n == a.len() {
+                    self.read_sequential(&mut reader, a, batch, &mut progress)?;
+                }
+                break;
+            }
         }
+        Ok(self.data_size - start)
+    }
+
+    /// Reads to the end in buffers growing from `a`'s size to `batch`, feeding them in order.
+    fn read_sequential<R: Read>(
+        &mut self,
+        reader: &mut R,
+        mut a: Vec<u8>,
+        batch: usize,
+        progress: &mut impl FnMut(u64),
+    ) -> io::Result<()> {
+        loop {
+            let n = fill(reader, &mut a)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.update(&a[..n]);
+            progress(n as u64);
+            if n < a.len() {
+                return Ok(());
+            }
+            if a.len() < batch {
+                a.resize((a.len() * 2).min(batch), 0);
+            }
+        }
+    }
+
+    /// Feeds the whole of `file`, a regular file of `size` bytes when opened (what
+    /// [`open_regular_file`] returns), then anything appended since.
+    ///
+    /// Large files are mapped and their blocks hashed straight from the page cache by all
+    /// threads, which saves the copy a `read()` makes (see [`crate::linux::MappedFile`] for the
+    /// one hazard that brings); small files, files that cannot be mapped and builders already
+    /// holding data go through [`DigestBuilder::read_from_sized`].
+    pub fn read_file(
+        &mut self,
+        file: &File,
+        size: u64,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<u64> {
+        let start = self.data_size;
+        let mapped = match usize::try_from(size) {
+            Ok(len) if len >= MAP_MIN_SIZE && self.data_size == 0 => {
+                crate::linux::MappedFile::map(file, len).ok()
+            }
+            _ => None,
+        };
+        let mut offset = 0u64;
+        if let Some(map) = mapped {
+            let bs = self.block_size;
+            let d = self.params.digest_size();
+            let data = map.bytes();
+            let window = (MAP_WINDOW / bs).max(1) * bs;
+            for part in data.chunks(window) {
+                let whole = part.len() / bs * bs;
+                let mut scratch = std::mem::take(&mut self.scratch);
+                scratch.resize(whole / bs * d, 0);
+                let r = hash_mapped_blocks(
+                    &self.threads,
+                    &self.hasher,
+                    bs,
+                    &part[..whole],
+                    &mut scratch,
+                    Some(&map),
+                );
+                if let Err(e) = r {
+                    self.scratch = scratch;
+                    return Err(e);
+                }
+                for h in scratch.chunks_exact(d) {
+                    self.push_hash(0, h);
+                }
+                self.scratch = scratch;
+                self.data_size += whole as u64;
+                if whole < part.len() {
+                    map.populate(&part[whole..])?;
+                    self.update(&part[whole..]);
+                }
+                map.release(part);
+                progress(part.len() as u64);
+            }
+            offset = size;
+        }
+        // Small or unmappable files, and whatever was appended after `size` was taken.
+        let rest = PositionedReader { file, pos: offset };
+        let hint = if offset == 0 { size } else { 0 };
+        self.read_from_sized(rest, Some(hint), progress)?;
         Ok(self.data_size - start)
     }
 
@@ -569,22 +664,62 @@ fn hash_blocks_with(
     blocks: &[u8],
     out: &mut [u8],
 ) {
+    hash_mapped_blocks(threads, hasher, bs, blocks, out, None)
+        .expect("hashing memory without a mapping cannot fail")
+}
+
+/// [`hash_blocks_with`] over (part of) a file mapping: each task first populates the pages it
+/// is about to hash, in parallel, so a shrunk file or an I/O error is an error, not SIGBUS.
+fn hash_mapped_blocks(
+    threads: &Threads,
+    hasher: &BlockHasher,
+    bs: usize,
+    blocks: &[u8],
+    out: &mut [u8],
+    map: Option<&crate::linux::MappedFile>,
+) -> io::Result<()> {
     let d = hasher.digest_size();
     let n = blocks.len() / bs;
     let per_task = (TASK_BYTES / bs).max(32);
+    let task = |b: &[u8], o: &mut [u8]| -> io::Result<()> {
+        if let Some(m) = map {
+            m.populate(b)?;
+        }
+        hasher.hash_blocks(b, bs, o);
+        Ok(())
+    };
     if n < 2 * per_task || !threads.is_parallel() {
-        hasher.hash_blocks(blocks, bs, out);
-        return;
+        // Populate in task-sized steps even here, so the pages just faulted in are still in
+        // the cache when hashed.
+        return blocks
+            .chunks(per_task * bs)
+            .zip(out.chunks_mut(per_task * d))
+            .try_for_each(|(b, o)| task(b, o));
     }
     let mut run = || {
         blocks
             .par_chunks(per_task * bs)
             .zip(out.par_chunks_mut(per_task * d))
-            .for_each(|(b, o)| hasher.hash_blocks(b, bs, o));
+            .try_for_each(|(b, o)| task(b, o))
     };
     match threads {
         Threads::Pool(p) => p.install(run),
         _ => run(),
+    }
+}
+
+/// Reads `file` from `pos` with positioned reads, leaving the file's own offset alone.
+struct PositionedReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -640,7 +775,7 @@ pub fn open_regular_file(path: &Path) -> io::Result<(File, u64)> {
 pub fn digest_file(params: &Params, path: &Path) -> io::Result<FileDigest> {
     let (file, size) = open_regular_file(path)?;
     let mut b = DigestBuilder::new(params);
-    b.read_from_sized(file, Some(size), |_| {})?;
+    b.read_file(&file, size, |_| {})?;
     Ok(b.finish())
 }
 
@@ -994,6 +1129,105 @@ mod tests {
         let e = digest_file(&Params::default(), dir.path()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
         assert!(digest_file(&Params::default(), &dir.path().join("missing")).is_err());
+    }
+
+    /// A size hint is only a hint: any wrong value gives the right digest in every thread mode.
+    #[test]
+    fn wrong_size_hints_give_the_right_digest() {
+        let data = pattern(9 << 20 | 77);
+        let want = digest_bytes(&Params::default(), &data);
+        let len = data.len() as u64;
+        for hint in [0, 1, 1000, 4095, 4097, 5000, len / 3, len - 1, len, len * 2] {
+            for threads in [Threads::Sequential, Threads::from_jobs(2).unwrap()] {
+                let mut b = DigestBuilder::new(&Params::default()).with_threads(threads);
+                assert_eq!(
+                    b.read_from_sized(&data[..], Some(hint), |_| {}).unwrap(),
+                    len
+                );
+                assert_eq!(b.finish(), want, "hint {hint}");
+            }
+        }
+    }
+
+    /// The mapped path must give the streamed result: sizes around the map threshold and the
+    /// window, partial last blocks, several block sizes, every thread mode, with trees.
+    #[test]
+    fn mapped_file_equals_streamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let sizes = [
+            MAP_MIN_SIZE - 1,
+            MAP_MIN_SIZE,
+            MAP_MIN_SIZE + 4095,
+            MAP_WINDOW + 1,
+            2 * MAP_WINDOW + 4097,
+        ];
+        for (i, &size) in sizes.iter().enumerate() {
+            let data = pattern(size);
+            std::fs::write(&path, &data).unwrap();
+            let (bs, salt, alg) = [(4096, &b""[..], Sha256), (1024, &b"salt"[..], Sha512)][i % 2];
+            let p = params(alg, bs, salt);
+            let want = {
+                let mut b = DigestBuilder::new(&p)
+                    .with_threads(Threads::Sequential)
+                    .with_tree_output();
+                b.read_from(&data[..], |_| {}).unwrap();
+                b.finish_all().unwrap()
+            };
+            let want_tree = want.tree.unwrap().to_vec().unwrap();
+            for threads in [Threads::Sequential, Threads::from_jobs(2).unwrap()] {
+                let (file, len) = open_regular_file(&path).unwrap();
+                let mut b = DigestBuilder::new(&p)
+                    .with_threads(threads)
+                    .with_tree_output();
+                let mut seen = 0;
+                assert_eq!(b.read_file(&file, len, |n| seen += n).unwrap(), size as u64);
+                assert_eq!(seen, size as u64);
+                let got = b.finish_all().unwrap();
+                assert_eq!(got.digest, want.digest, "size {size}");
+                assert_eq!(got.tree.unwrap().to_vec().unwrap(), want_tree);
+            }
+        }
+    }
+
+    /// Data appended after the caller took the size is digested too, as a read to end of file
+    /// would; so is a file whose size was understated below the mapping threshold.
+    #[test]
+    fn mapped_file_picks_up_appended_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = pattern(3 * MAP_MIN_SIZE + 123);
+        std::fs::write(&path, &data).unwrap();
+        let want = digest_bytes(&Params::default(), &data);
+        for stale_size in [2 * MAP_MIN_SIZE as u64 + 5, 1000] {
+            let file = File::open(&path).unwrap();
+            let mut b = DigestBuilder::new(&Params::default());
+            assert_eq!(
+                b.read_file(&file, stale_size, |_| {}).unwrap(),
+                data.len() as u64
+            );
+            assert_eq!(b.finish(), want, "stale size {stale_size}");
+        }
+    }
+
+    /// A file that shrank below the size taken at open is an error, not SIGBUS.
+    #[test]
+    fn mapped_file_that_shrank_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(3 * MAP_MIN_SIZE)).unwrap();
+        let (file, size) = open_regular_file(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(MAP_MIN_SIZE as u64)
+            .unwrap();
+        for threads in [Threads::Sequential, Threads::from_jobs(2).unwrap()] {
+            let mut b = DigestBuilder::new(&Params::default()).with_threads(threads);
+            let e = b.read_file(&file, size, |_| {}).unwrap_err();
+            assert_eq!(e.to_string(), "file shrank while being read");
+        }
     }
 
     #[test]

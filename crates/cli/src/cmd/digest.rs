@@ -131,7 +131,7 @@ fn digest_one(builder: DigestBuilder, path: &Path) -> anyhow::Result<fsverity::F
         indicatif::ProgressBar::hidden()
     };
     builder
-        .read_from_sized(file, Some(size), |n| pb.inc(n))
+        .read_file(&file, size, |n| pb.inc(n))
         .with_context(|| format!("{}: read failed", path.display()))?;
     pb.finish_and_clear();
     builder
