@@ -31,6 +31,24 @@ pub trait Signer: Send + Sync {
 
     /// DER of the certificate whose key makes the signatures (for reporting and verification).
     fn certificate_der(&self) -> &[u8];
+
+    /// The exact length of every signature this signer makes for `hash`, when it is known
+    /// without signing (an RSA PKCS#1 v1.5 signature is always the modulus length, so the
+    /// PKCS#7 around it has a fixed size): callers lay out output before any signature exists.
+    /// `None` (the default) means "sign something to find out".
+    fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
+        let _ = hash;
+        None
+    }
+}
+
+/// Seeds aws-lc's random generator, which RSA blinding draws from. Its first use collects
+/// CPU-jitter entropy for about 30 ms of CPU on the calling thread; a program that will sign
+/// later calls this on a spare thread at start so that the first signature does not wait.
+pub fn seed_random_generator() {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
 }
 
 /// Why a batch could not be signed. Remote signers map transport and server errors here.

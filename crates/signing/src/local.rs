@@ -172,4 +172,9 @@ impl Signer for LocalSigner {
     fn certificate_der(&self) -> &[u8] {
         self.cert.der()
     }
+
+    fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
+        let dummy = vec![0u8; self.key.signature_len()];
+        Some(pkcs7::build_rsa_signed_data(hash, &self.cert, &dummy).len())
+    }
 }

@@ -214,6 +214,14 @@ fn sign_then_verify_with_fresh_keys_and_both_hashes() {
         let p = Pkcs7Signature::parse(&sig).unwrap();
         assert_eq!(p.signer().issuer, "CN=fresh");
         assert_eq!(p.digest_algorithm().fsverity(), Some(alg));
+        assert_eq!(signer.signature_len(alg), Some(sig.len()));
+    }
+    for (bits, alg) in [(4096, HashAlgorithm::Sha512), (3072, HashAlgorithm::Sha256)] {
+        let (key, cert) = make_key(dir.path(), &format!("k{bits}"), bits);
+        let s = LocalSigner::load(&key, Some(&cert), None).unwrap();
+        let d = FileDigest::new(alg, &vec![7; alg.digest_size()]).unwrap();
+        let sig = s.sign_digests(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(s.signature_len(alg), Some(sig[0].len()), "RSA-{bits} {alg}");
     }
     // A signature by another key that names this certificate is a bad signature, not a pass.
     let d = kat_digest();

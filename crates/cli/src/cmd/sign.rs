@@ -187,6 +187,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
         let pass = crate::util::read_key_passphrase(args.key_pass_file.as_deref())?;
         // LoadError messages name the key and certificate files themselves.
+        // Off the critical path: the first signature would otherwise wait ~30 ms for it.
+        let _ = std::thread::Builder::new()
+            .name("seed-rng".into())
+            .spawn(verity_signing::seed_random_generator);
         let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
         Some(Box::new(signer))
     };
@@ -453,8 +457,9 @@ fn write_new_file(
 
 /// The main header and payload copied into the new file while the payload is still being
 /// hashed. The new signature header's length is known before its signatures are: every
-/// signature made with one key and certificate has the same length, so one probe signature
-/// (of the empty file's digest, which most packages need anyway) fixes the layout, and the copy
+/// signature made with one key and certificate has the same length, which a local signer
+/// computes without signing and a remote one tells by one probe signature (of the empty file's
+/// digest, which most packages need anyway); that fixes the layout, and the copy
 /// (and its fdatasync) can run at its final offset beside decompression and hashing. Signing
 /// then only has to write the lead and the signature header at the front.
 struct EarlyCopy {
@@ -486,8 +491,13 @@ fn start_early_copy(
         return Ok(None);
     }
     let params = fsverity::Params::new(args.hash_alg, 4096, &[]).map_err(|e| anyhow!("{e}"))?;
-    let probe = signer.sign_digests(&[fsverity::empty_file_digest(&params)])?;
-    let len = probe.first().map(|s| s.len()).unwrap_or(0);
+    let len = match signer.signature_len(args.hash_alg) {
+        Some(len) => len,
+        None => {
+            let probe = signer.sign_digests(&[fsverity::empty_file_digest(&params)])?;
+            probe.first().map(|s| s.len()).unwrap_or(0)
+        }
+    };
     let predicted = p
         .signature
         .with_verity(&vec![vec![0u8; len]; n], u32::from(args.hash_alg.id()))?;
