@@ -181,3 +181,10 @@ pub fn read_key_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Vec<u8>
         v.as_bytes().to_vec()
     }))
 }
+
+/// Lowers the calling thread's scheduling priority (Linux `nice` is per thread): for work that
+/// must finish before the command ends but not before the threads on the critical path
+/// (decompression, hashing) get a core, such as copying the package or seeding the RNG.
+pub fn background_thread() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+}

@@ -148,7 +148,13 @@ fn property_case(alg: &str, bs: usize, salt: Option<&str>, big: bool) {
         } else {
             ALL_VARIANTS
         };
-        compare(dir.path(), &[path.clone()], &opts, 1 + i % 2, variants);
+        compare(
+            dir.path(),
+            std::slice::from_ref(&path),
+            &opts,
+            1 + i % 2,
+            variants,
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -301,7 +301,9 @@ impl DigestBuilder {
             p.drain(..whole);
             self.pending = p;
         }
-        if data.len() >= batch {
+        // Big pieces are hashed where they lie: gathering them into `pending` first would copy
+        // every byte of a stream fed in 1 MiB chunks once more for nothing.
+        if data.len() >= batch.min(SEQUENTIAL_BATCH) {
             let whole = data.len() / bs * bs;
             self.hash_data_blocks(&data[..whole]);
             data = &data[whole..];

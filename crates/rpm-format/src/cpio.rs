@@ -3,7 +3,7 @@
 //! header file index and checked against the header; file contents are never buffered.
 
 use std::borrow::Borrow;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use crate::error::{Error, Result};
 use crate::files::FileList;
@@ -277,6 +277,27 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
     }
 }
 
+impl<R: BufRead, F: Borrow<FileList>> CpioReader<R, F> {
+    /// Appends up to `max` bytes of the current entry's content to `out`, straight from the
+    /// reader's buffer (no zero-filled buffer to read into); 0 at the end of the entry.
+    pub fn append_content(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        if self.remaining == 0 || max == 0 {
+            return Ok(0);
+        }
+        let want = (max as u64).min(self.remaining) as usize;
+        let avail = self.inner.fill_buf()?;
+        if avail.is_empty() {
+            return Err(cpio_err(self.pos, "truncated archive inside file data").into_io());
+        }
+        let n = want.min(avail.len());
+        out.extend_from_slice(&avail[..n]);
+        self.inner.consume(n);
+        self.remaining -= n as u64;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 impl<R: Read, F: Borrow<FileList>> Read for CpioReader<R, F> {
     /// Content of the current entry; 0 at its end.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -434,6 +455,38 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 4);
+    }
+
+    /// `append_content` yields what `read` does, in pieces as small as the reader's buffer,
+    /// and reports an archive cut inside file data.
+    #[test]
+    fn append_content_matches_read() {
+        let fl = files();
+        let data = good_archive();
+        let want = collect(&data, &fl).unwrap();
+        let mut r = CpioReader::new(io::BufReader::with_capacity(3, &data[..]), &fl);
+        let mut got = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            let mut buf = Vec::new();
+            while r.append_content(&mut buf, 2).unwrap() > 0 {}
+            got.push((e.index, buf));
+        }
+        assert_eq!(got, want);
+
+        let cut = &data[..data.windows(5).position(|w| w == b"hello").unwrap() + 2];
+        let mut r = CpioReader::new(cut, &fl);
+        let e = loop {
+            let entry = r.next_entry().unwrap().unwrap();
+            let mut buf = Vec::new();
+            match (0..10).try_for_each(|_| r.append_content(&mut buf, 100).map(|_| ())) {
+                Ok(()) => assert_eq!(buf.len() as u64, entry.size),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            e.to_string().contains("truncated archive inside file data"),
+            "{e}"
+        );
     }
 
     #[test]

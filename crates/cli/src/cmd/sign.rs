@@ -190,7 +190,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Off the critical path: the first signature would otherwise wait ~30 ms for it.
         let _ = std::thread::Builder::new()
             .name("seed-rng".into())
-            .spawn(verity_signing::seed_random_generator);
+            .spawn(|| {
+                crate::util::background_thread();
+                verity_signing::seed_random_generator()
+            });
         let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
         Some(Box::new(signer))
     };
@@ -517,6 +520,7 @@ fn start_early_copy(
     let copier = std::thread::Builder::new()
         .name("copy".into())
         .spawn(move || {
+            crate::util::background_thread();
             let mut input = File::open(&src)?;
             input.seek(SeekFrom::Start(main_offset))?;
             w.seek(SeekFrom::Start(start))?;
