@@ -182,9 +182,11 @@ pub fn read_key_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Vec<u8>
     }))
 }
 
-/// Lowers the calling thread's scheduling priority (Linux `nice` is per thread): for work that
-/// must finish before the command ends but not before the threads on the critical path
-/// (decompression, hashing) get a core, such as copying the package or seeding the RNG.
+/// Lowers the calling thread's scheduling priority to the lowest nice level (Linux `nice` is
+/// per thread): for work that must finish before the command ends but fits in the cycles the
+/// critical path (decompression) leaves free, such as copying the package into the new file or
+/// seeding the RNG. Measured on the 544 MB package on two cores: copy at nice 0 1.24x of
+/// decompression alone, nice 10 1.20x, nice 19 1.17x.
 pub fn background_thread() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
