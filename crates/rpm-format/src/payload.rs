@@ -543,7 +543,10 @@ impl<R: Read> PayloadReader<R> {
                 // Dropping the receiver lets the decoder thread end, which closes the raw
                 // channel, so neither thread can block.
                 drop(output);
-                let _ = decoder.join();
+                decoder.join().map_err(|_| Error::Io {
+                    what: "payload",
+                    source: io::Error::other("payload decompression thread panicked"),
+                })?;
                 reader.join().map_err(|_| Error::Io {
                     what: "payload",
                     source: io::Error::other("payload reader thread panicked"),
