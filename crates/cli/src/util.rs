@@ -183,10 +183,12 @@ pub fn read_key_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Vec<u8>
 }
 
 /// Lowers the calling thread's scheduling priority to the lowest nice level (Linux `nice` is
-/// per thread): for work that must finish before the command ends but fits in the cycles the
-/// critical path (decompression) leaves free, such as copying the package into the new file or
-/// seeding the RNG. Measured on the 544 MB package on two cores: copy at nice 0 1.24x of
-/// decompression alone, nice 10 1.20x, nice 19 1.17x.
+/// per thread), for work that fits in the cycles the critical path (decompression) leaves
+/// free: the package copy of `sign`. Measured on the 544 MB package on two cores: copy at
+/// nice 0 1.24x of decompression alone, nice 10 1.20x, nice 19 1.17x. On a busy machine such a
+/// thread may get almost nothing, so whatever uses it must be able to finish its work on a
+/// normal thread (see `CopyJob` in `cmd/sign.rs`); nice cannot be lowered back without
+/// privilege.
 pub fn background_thread() {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }

@@ -588,7 +588,10 @@ pub fn is_verity(fd: BorrowedFd<'_>) -> Result<bool> {
 /// cases as errors instead, so callers populate each range just before reading it; only a
 /// truncation in the microseconds between the two can still kill the process. Callers that
 /// expect I/O errors (auditing verity files) should read instead.
-pub struct MappedFile {
+///
+/// Crate-private: the slice it hands out can change under a shared mapping or fault, which a
+/// safe public API could not promise against; only the digest code, which checks, uses it.
+pub(crate) struct MappedFile {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
@@ -599,7 +602,7 @@ unsafe impl Sync for MappedFile {}
 
 impl MappedFile {
     /// Maps the first `len` bytes (the size the caller saw in its metadata; not zero).
-    pub fn map(file: &fs::File, len: usize) -> io::Result<MappedFile> {
+    pub(crate) fn map(file: &fs::File, len: usize) -> io::Result<MappedFile> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -620,7 +623,7 @@ impl MappedFile {
         Ok(MappedFile { ptr, len })
     }
 
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: the mapping is `len` readable bytes alive as long as `self`; nothing in this
         // process writes it (a truncation by another process is the SIGBUS case described on
         // the type, not undefined behaviour of this slice's contents).
@@ -630,7 +633,7 @@ impl MappedFile {
     /// Makes the pages under `part` (a sub-slice of [`MappedFile::bytes`]) present, so reading
     /// them cannot fault. Kernels before 5.14 lack `MADV_POPULATE_READ`; there pages fault in on
     /// first touch as with any mapping.
-    pub fn populate(&self, part: &[u8]) -> io::Result<()> {
+    pub(crate) fn populate(&self, part: &[u8]) -> io::Result<()> {
         let base = self.ptr.as_ptr() as usize;
         let start = part.as_ptr() as usize;
         if part.is_empty() || start < base || start + part.len() > base + self.len {
@@ -650,10 +653,11 @@ impl MappedFile {
         match r {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::INVAL) => Ok(()),
-            Err(rustix::io::Errno::FAULT) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being read",
-            )),
+            // What SIGBUS would have been: past the end of a file that shrank, or an I/O
+            // error; the caller tells which from the file's size.
+            Err(rustix::io::Errno::FAULT) => {
+                Err(io::Error::other("the file's pages could not be read"))
+            }
             Err(e) => Err(io::Error::from(e)),
         }
     }
@@ -663,7 +667,7 @@ impl MappedFile {
     /// Drops this process's page-table entries for `part` once it has been read, so resident
     /// memory stays at one window instead of growing to the file size (the page cache keeps
     /// the data; nothing is written back, the mapping is read-only).
-    pub fn release(&self, part: &[u8]) {
+    pub(crate) fn release(&self, part: &[u8]) {
         let base = self.ptr.as_ptr() as usize;
         let start = part.as_ptr() as usize;
         if part.is_empty() || start < base || start + part.len() > base + self.len {

@@ -513,7 +513,7 @@ impl DigestBuilder {
                 );
                 if let Err(e) = r {
                     self.scratch = scratch;
-                    return Err(e);
+                    return Err(mapped_read_error(file, size, e));
                 }
                 for h in scratch.chunks_exact(d) {
                     self.push_hash(0, h);
@@ -521,11 +521,17 @@ impl DigestBuilder {
                 self.scratch = scratch;
                 self.data_size += whole as u64;
                 if whole < part.len() {
-                    map.populate(&part[whole..])?;
+                    map.populate(&part[whole..])
+                        .map_err(|e| mapped_read_error(file, size, e))?;
                     self.update(&part[whole..]);
                 }
                 map.release(part);
                 progress(part.len() as u64);
+            }
+            // A file cut inside its last page reads as zeros there without any fault: only
+            // its size tells. The digest of bytes the file no longer has is not an answer.
+            if file.metadata()?.len() < size {
+                return Err(shrank());
             }
             offset = size;
         }
@@ -707,6 +713,21 @@ fn hash_mapped_blocks(
     match threads {
         Threads::Pool(p) => p.install(run),
         _ => run(),
+    }
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
+}
+
+/// A page of a mapped file could not be read: the file shrank, or the disk failed.
+fn mapped_read_error(file: &File, size: u64, e: io::Error) -> io::Error {
+    match file.metadata() {
+        Ok(m) if m.len() < size => shrank(),
+        _ if e.kind() == io::ErrorKind::Other => {
+            io::Error::other("I/O error while reading the file")
+        }
+        _ => e,
     }
 }
 
@@ -1209,6 +1230,28 @@ mod tests {
                 data.len() as u64
             );
             assert_eq!(b.finish(), want, "stale size {stale_size}");
+        }
+    }
+
+    /// A file cut by less than a page after its size was taken would read as zeros there:
+    /// it must be an error, not the digest of bytes that never existed.
+    #[test]
+    fn mapped_file_cut_inside_its_last_page_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let len = 3 * MAP_MIN_SIZE;
+        std::fs::write(&path, pattern(len)).unwrap();
+        let (file, size) = open_regular_file(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len as u64 - 100)
+            .unwrap();
+        for threads in [Threads::Sequential, Threads::from_jobs(2).unwrap()] {
+            let mut b = DigestBuilder::new(&Params::default()).with_threads(threads);
+            let e = b.read_file(&file, size, |_| {}).unwrap_err();
+            assert_eq!(e.to_string(), "file shrank while being read");
         }
     }
 

@@ -49,9 +49,12 @@ impl Compressor {
     }
 }
 
+/// A stream with the bytes read to sniff its format put back in front.
+type Sniffed<R> = std::io::Chain<io::Cursor<Vec<u8>>, R>;
+
 enum Inner<R: BufRead> {
-    Plain(R),
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Plain(Sniffed<R>),
+    Gzip(flate2::bufread::MultiGzDecoder<Sniffed<R>>),
     Bzip2(bzip2::bufread::MultiBzDecoder<R>),
     Xz(liblzma::bufread::XzDecoder<R>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
@@ -69,12 +72,32 @@ impl<R: BufRead> Decoder<R> {
     pub fn new(compressor: Compressor, mut raw: R) -> Result<Decoder<R>> {
         let inner = match compressor {
             Compressor::Gzip => {
-                // Peeked, not consumed: a stream of under two bytes cannot be gzip anyway.
-                let head = raw.fill_buf().map_err(|e| Error::from_io("payload", e))?;
-                if head.starts_with(&[0x1f, 0x8b]) {
-                    Inner::Gzip(flate2::bufread::MultiGzDecoder::new(raw))
+                // Two bytes decide; one read may yield fewer, so what had to be consumed to
+                // see them is put back in front of the stream.
+                let mut magic = Vec::with_capacity(2);
+                while magic.len() < 2 {
+                    let buf = raw.fill_buf().map_err(|e| Error::from_io("payload", e))?;
+                    if buf.is_empty() {
+                        break;
+                    }
+                    if magic.is_empty() && buf.len() >= 2 {
+                        break; // both bytes visible without consuming anything
+                    }
+                    magic.push(buf[0]);
+                    raw.consume(1);
+                }
+                let is_gzip = if magic.is_empty() {
+                    raw.fill_buf()
+                        .map_err(|e| Error::from_io("payload", e))?
+                        .starts_with(&[0x1f, 0x8b])
                 } else {
-                    Inner::Plain(raw)
+                    magic == [0x1f, 0x8b]
+                };
+                let sniffed = io::Cursor::new(magic).chain(raw);
+                if is_gzip {
+                    Inner::Gzip(flate2::bufread::MultiGzDecoder::new(sniffed))
+                } else {
+                    Inner::Plain(sniffed)
                 }
             }
             Compressor::Bzip2 => Inner::Bzip2(bzip2::bufread::MultiBzDecoder::new(raw)),
@@ -107,8 +130,8 @@ impl<R: BufRead> Decoder<R> {
     /// The raw stream underneath (reading it directly skips whatever the decoder buffered).
     pub fn get_mut(&mut self) -> &mut R {
         match &mut self.inner {
-            Inner::Plain(c) => c,
-            Inner::Gzip(d) => d.get_mut(),
+            Inner::Plain(c) => c.get_mut().1,
+            Inner::Gzip(d) => d.get_mut().get_mut().1,
             Inner::Bzip2(d) => d.get_mut(),
             Inner::Xz(d) => d.get_mut(),
             Inner::Zstd(d) => d.get_mut(),
@@ -119,8 +142,8 @@ impl<R: BufRead> Decoder<R> {
     /// already passed through any digesting wrapper underneath).
     pub fn into_inner(self) -> R {
         match self.inner {
-            Inner::Plain(c) => c,
-            Inner::Gzip(d) => d.into_inner(),
+            Inner::Plain(c) => c.into_inner().1,
+            Inner::Gzip(d) => d.into_inner().into_inner().1,
             Inner::Bzip2(d) => d.into_inner(),
             Inner::Xz(d) => d.into_inner(),
             Inner::Zstd(d) => d.finish(),
@@ -345,10 +368,16 @@ pub struct ChunkReceiver {
     len: usize,
     pos: usize,
     done: bool,
+    /// The producer's error, returned again on every later read (as a decoder would), so a
+    /// caller that reads on cannot mistake it for a clean end.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl BufRead for ChunkReceiver {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if let Some((kind, msg)) = &self.failed {
+            return Err(io::Error::new(*kind, msg.clone()));
+        }
         while self.pos == self.len && !self.done {
             match self.rx.recv() {
                 Ok(Ok((buf, len))) => {
@@ -362,6 +391,7 @@ impl BufRead for ChunkReceiver {
                 }
                 Ok(Err(e)) => {
                     self.done = true;
+                    self.failed = Some((e.kind(), e.to_string()));
                     return Err(e);
                 }
                 Err(_) => self.done = true,
@@ -398,6 +428,7 @@ fn chunk_channel(in_flight: usize) -> (ChunkSender, ChunkReceiver) {
             len: 0,
             pos: 0,
             done: false,
+            failed: None,
         },
     )
 }

@@ -42,15 +42,6 @@ pub trait Signer: Send + Sync {
     }
 }
 
-/// Seeds aws-lc's random generator, which RSA blinding draws from. Its first use collects
-/// CPU-jitter entropy for about 30 ms of CPU on the calling thread; a program that will sign
-/// later calls this on a spare thread at start so that the first signature does not wait.
-pub fn seed_random_generator() {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
-}
-
 /// Why a batch could not be signed. Remote signers map transport and server errors here.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {

@@ -8,8 +8,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
@@ -187,13 +187,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
         let pass = crate::util::read_key_passphrase(args.key_pass_file.as_deref())?;
         // LoadError messages name the key and certificate files themselves.
-        // Off the critical path: the first signature would otherwise wait ~30 ms for it.
-        let _ = std::thread::Builder::new()
-            .name("seed-rng".into())
-            .spawn(|| {
-                crate::util::background_thread();
-                verity_signing::seed_random_generator()
-            });
         let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
         Some(Box::new(signer))
     };
@@ -469,14 +462,108 @@ struct EarlyCopy {
     out: AtomicFile,
     dest: PathBuf,
     header_len: usize,
+    job: Arc<CopyJob>,
     copier: std::thread::JoinHandle<std::io::Result<()>>,
 }
 
 impl EarlyCopy {
     fn abandon(self) {
+        self.job.cancel();
         let _ = self.copier.join();
         drop(self.out);
     }
+
+    /// Copies whatever the background thread has not claimed yet, on the calling thread at
+    /// normal priority, then waits for the piece the background thread is on.
+    fn complete(self) -> anyhow::Result<AtomicFile> {
+        let mine = self.job.run();
+        let theirs = self
+            .copier
+            .join()
+            .map_err(|_| anyhow!("the copy thread failed"))?;
+        mine.and(theirs).context("copying header and payload")?;
+        Ok(self.out)
+    }
+}
+
+/// Main header and payload, copied to their new offset in pieces that the background copy
+/// thread and, once hashing is done, the signing thread claim in turn. The background thread
+/// runs at the lowest priority so that it only takes cycles decompression leaves free; on a
+/// busy machine that could be almost none, so whatever it has not done when the signatures are
+/// ready is done at normal priority then, and `sign` never waits on a starved thread for more
+/// than one piece.
+struct CopyJob {
+    src: File,
+    dst: File,
+    src_offset: u64,
+    dst_offset: u64,
+    len: u64,
+    claimed: AtomicU64,
+}
+
+/// One claim: small enough that waiting for a starved thread to finish one is short.
+const COPY_PIECE: u64 = 1 << 20;
+
+impl CopyJob {
+    fn run(&self) -> std::io::Result<()> {
+        loop {
+            let at = self.claimed.fetch_add(COPY_PIECE, Ordering::SeqCst);
+            if at >= self.len {
+                return Ok(());
+            }
+            let n = COPY_PIECE.min(self.len - at);
+            copy_range(
+                &self.src,
+                self.src_offset + at,
+                &self.dst,
+                self.dst_offset + at,
+                n,
+            )?;
+        }
+    }
+
+    fn cancel(&self) {
+        self.claimed.store(u64::MAX / 2, Ordering::SeqCst);
+    }
+}
+
+/// `n` bytes from `src` at `from` to `dst` at `to`: `copy_file_range` (in-kernel, a reflink
+/// where the filesystem can), positioned reads and writes where it is refused.
+fn copy_range(
+    src: &File,
+    mut from: u64,
+    dst: &File,
+    mut to: u64,
+    mut n: u64,
+) -> std::io::Result<()> {
+    while n > 0 {
+        let want = n.min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut from), dst, Some(&mut to), want) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "package shorter than its size",
+                ))
+            }
+            Ok(k) => n -= k as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::INVAL,
+            ) => {
+                let mut buf = vec![0u8; want.min(COPY_PIECE as usize)];
+                src.read_exact_at(&mut buf, from)?;
+                dst.write_all_at(&buf, to)?;
+                from += buf.len() as u64;
+                to += buf.len() as u64;
+                n -= buf.len() as u64;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Starts an [`EarlyCopy`] when the package will be written to a new file (rewrite mode or
@@ -508,30 +595,38 @@ fn start_early_copy(
         return Ok(None);
     }
     let header_len = predicted.signature_bytes.len();
+    let src = File::open(pkg).context("cannot open")?;
+    let src_len = src.metadata().context("cannot stat")?.len();
+    let src_offset = p.main_header_offset();
     let out = AtomicFile::create(dest)
         .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
-    let mut w = out
+    let dst = out
         .file_ref()
         .try_clone()
         .context("duplicating the output descriptor")?;
-    let start = (rpm_format::lead::LEAD_SIZE + header_len) as u64;
-    let main_offset = p.main_header_offset();
-    let src = pkg.to_path_buf();
+    let job = Arc::new(CopyJob {
+        src,
+        dst,
+        src_offset,
+        dst_offset: (rpm_format::lead::LEAD_SIZE + header_len) as u64,
+        len: src_len.saturating_sub(src_offset),
+        claimed: AtomicU64::new(0),
+    });
+    let bg = Arc::clone(&job);
     let copier = std::thread::Builder::new()
         .name("copy".into())
         .spawn(move || {
             crate::util::background_thread();
-            let mut input = File::open(&src)?;
-            input.seek(SeekFrom::Start(main_offset))?;
-            w.seek(SeekFrom::Start(start))?;
-            std::io::copy(&mut input, &mut w)?;
-            w.sync_data()
+            bg.run()?;
+            // Early writeback: the final fsync then finds little left to write.
+            bg.dst.sync_data()
         })
         .context("starting the copy thread")?;
     Ok(Some(EarlyCopy {
         out,
         dest: dest.to_path_buf(),
         header_len,
+        job,
         copier,
     }))
 }
@@ -545,13 +640,7 @@ fn finish_early_copy(
     main: &rpm_format::Header,
     src_meta: &fs::Metadata,
 ) -> anyhow::Result<()> {
-    let EarlyCopy {
-        mut out, copier, ..
-    } = ec;
-    copier
-        .join()
-        .map_err(|_| anyhow!("the copy thread failed"))?
-        .context("copying header and payload")?;
+    let mut out = ec.complete()?;
     let lead = new_lead(plan, main, src)?;
     let f = out.file();
     f.write_all_at(&lead, 0)?;
@@ -583,4 +672,67 @@ fn new_lead(
             b
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &Path, data: &[u8], src_offset: u64, dst_offset: u64) -> (Arc<CopyJob>, PathBuf) {
+        let src = dir.join("src");
+        let dst = dir.join("dst");
+        fs::write(&src, data).unwrap();
+        let job = Arc::new(CopyJob {
+            src: File::open(&src).unwrap(),
+            dst: OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&dst)
+                .unwrap(),
+            src_offset,
+            dst_offset,
+            len: data.len() as u64 - src_offset,
+            claimed: AtomicU64::new(0),
+        });
+        (job, dst)
+    }
+
+    /// The pieces land at their offsets whoever copies them: one thread alone, or two at
+    /// once (the background thread and the signing thread finishing the rest).
+    #[test]
+    fn copy_job_pieces_from_any_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(5 * COPY_PIECE as usize + 123))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (j, dst) = job(dir.path(), &data, 1000, 96);
+        j.run().unwrap();
+        let out = fs::read(&dst).unwrap();
+        assert_eq!(&out[96..], &data[1000..]);
+
+        let (j, dst) = job(dir.path(), &data, 7, 0);
+        let other = Arc::clone(&j);
+        let t = std::thread::spawn(move || other.run());
+        j.run().unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), &data[7..]);
+
+        // Cancelled: nothing more is claimed.
+        let (j, dst) = job(dir.path(), &data, 0, 0);
+        j.cancel();
+        j.run().unwrap();
+        assert_eq!(fs::read(&dst).unwrap().len(), 0);
+    }
+
+    /// A source shorter than the job says is an error, not a short file.
+    #[test]
+    fn copy_job_short_source_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = job(dir.path(), &[1u8; 5000], 0, 0);
+        let j = Arc::into_inner(j).unwrap();
+        let j = CopyJob { len: 9000, ..j };
+        let e = j.run().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 }
