@@ -330,7 +330,19 @@ impl<R: Read> Read for RawPayload<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let n = self.inner.read(buf)?;
+        // Marked as ours, so that decoders pass it through: an unreadable package is not a
+        // corrupt compressed stream.
+        let n = self.inner.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                e
+            } else {
+                Error::Io {
+                    what: "package",
+                    source: e,
+                }
+                .into_io()
+            }
+        })?;
         if n == 0 {
             return match self.compute() {
                 Ok(rep) => {

@@ -146,3 +146,39 @@ fn early_stop_then_finish_or_drop() {
     p.read_exact(&mut b).unwrap();
     drop(p);
 }
+
+/// The package cannot be read half-way (a disk error): that is what the error says, not
+/// "corrupt xz payload".
+#[test]
+fn read_error_is_not_reported_as_corruption() {
+    struct Failing(Vec<u8>, usize);
+    impl Read for Failing {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            let half = self.0.len() / 2;
+            if self.1 >= half {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let n = b.len().min(half - self.1).min(4096);
+            b[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+    let d = data();
+    for (c, z) in [(Compressor::Xz, xz(&d)), (Compressor::Gzip, gz(&d))] {
+        for threaded in [false, true] {
+            let mut p = reader(
+                threaded,
+                c,
+                Failing(z.clone(), 0),
+                &Default::default(),
+                None,
+            );
+            let e = io::copy(&mut p, &mut io::sink()).unwrap_err().to_string();
+            assert!(
+                e.contains("disk on fire") && !e.contains("corrupt"),
+                "{c:?} threaded={threaded}: {e}"
+            );
+        }
+    }
+}
