@@ -14,6 +14,7 @@
 //! host; nothing is mocked.
 #[path = "../../rpm-format/tests/support/mod.rs"]
 mod support;
+mod support_vm;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -23,13 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use support_vm::{make_cert, pattern, repo_root};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rpm-verity")
@@ -51,34 +46,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn stdout(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).unwrap()
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.key.pem"));
-    let cert = dir.join(format!("{name}.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-subj")
-        .arg(format!("/CN=rpm-verity boot {name}/O=Throwaway"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    (key, cert)
 }
 
 /// The description the kernel gives the cert, computed independently of our code: "O: CN:
@@ -292,8 +259,8 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
     let t = td.path();
 
     // --- certificates and configuration ---------------------------------------------------------
-    let (key1, cert1) = make_cert(t, "cert1");
-    let (_key2, cert2) = make_cert(t, "cert2");
+    let (key1, cert1) = make_cert(t, "cert1", "boot");
+    let (_key2, cert2) = make_cert(t, "cert2", "boot");
     let desc1 = expected_description(&cert1, "cert1");
     let desc2 = expected_description(&cert2, "cert2");
     let certs = t.join("certs");

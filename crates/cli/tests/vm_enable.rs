@@ -11,54 +11,10 @@ mod support_enable;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support_enable::*;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-struct Steps(HashMap<String, (i32, String)>, String);
-
-impl Steps {
-    fn parse(out: &str) -> Self {
-        let mut m = HashMap::new();
-        for line in out.lines() {
-            let Some(rest) = line.strip_prefix("STEP ") else {
-                continue;
-            };
-            let (name, rest) = rest.split_once(" rc=").expect("step line");
-            let (rc, text) = rest
-                .split_once(": ")
-                .unwrap_or((rest.trim_end_matches(':'), ""));
-            m.insert(name.to_string(), (rc.parse().unwrap(), text.to_string()));
-        }
-        Steps(m, out.to_string())
-    }
-    fn get(&self, name: &str) -> &(i32, String) {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("step {name} missing in guest output:\n{}", self.1))
-    }
-    fn rc(&self, name: &str, rc: i32) -> &str {
-        let (got, out) = self.get(name);
-        assert_eq!(*got, rc, "step {name}: {out}");
-        out
-    }
-    /// The step's output with the original newlines.
-    fn lines(&self, name: &str, rc: i32) -> Vec<String> {
-        self.rc(name, rc).split('|').map(str::to_string).collect()
-    }
-    fn json(&self, name: &str, rc: i32) -> serde_json::Value {
-        let t = self.rc(name, rc).replace('|', "\n");
-        serde_json::from_str(&t).unwrap_or_else(|e| panic!("step {name}: {e}: {t}"))
-    }
-}
 
 fn boot(args: Vec<OsString>) -> Steps {
     let out = Command::new("bash")

@@ -4,16 +4,11 @@
 //! kernel once (tests/vm/setup.sh, cached), boots it twice (~5-10 s each) and needs qemu,
 //! busybox, openssl, fsverity, keyctl and e2fsprogs on the host. Nothing here is mocked: the
 //! inputs are made with openssl and fsverity-utils, the expectations come from them too.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod support_vm;
+use support_vm::{make_cert, pattern, repo_root, Steps};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -61,40 +56,12 @@ fn build_probe() -> PathBuf {
     probe
 }
 
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn fsverity_digest(file: &Path, alg: &str) -> String {
     let out = run(Command::new("fsverity")
         .arg("digest")
         .arg(format!("--hash-alg={alg}"))
         .arg(file));
     out.split_whitespace().next().unwrap().to_string()
-}
-
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.key.pem"));
-    let cert = dir.join(format!("{name}.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-subj")
-        .arg(format!("/CN=rpm-verity vm {name}/O=Throwaway"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    (key, cert)
 }
 
 fn sign(file: &Path, out: &Path, key: &Path, cert: &Path) {
@@ -111,58 +78,6 @@ fn sign(file: &Path, out: &Path, key: &Path, cert: &Path) {
 fn sha256_file(p: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(p));
     out.split_whitespace().next().unwrap().to_string()
-}
-
-/// `STEP name rc=N: output` lines from the guest.
-struct Steps(HashMap<String, (i32, String)>, String);
-
-impl Steps {
-    fn parse(out: &str) -> Self {
-        let mut m = HashMap::new();
-        for line in out.lines() {
-            let Some(rest) = line.strip_prefix("STEP ") else {
-                continue;
-            };
-            let (name, rest) = rest.split_once(" rc=").expect("step line");
-            let (rc, text) = rest
-                .split_once(": ")
-                .unwrap_or((rest.trim_end_matches(':'), ""));
-            m.insert(name.to_string(), (rc.parse().unwrap(), text.to_string()));
-        }
-        Steps(m, out.to_string())
-    }
-
-    fn get(&self, name: &str) -> &(i32, String) {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("step {name} missing in guest output:\n{}", self.1))
-    }
-
-    fn ok(&self, name: &str) -> &str {
-        let (rc, out) = self.get(name);
-        assert_eq!(*rc, 0, "step {name} failed: {out}");
-        out
-    }
-
-    fn ok_eq(&self, name: &str, expected: &str) {
-        assert_eq!(self.ok(name), expected, "step {name}");
-    }
-
-    /// The probe printed `error <variant> errno=<n>: ...`.
-    fn err(&self, name: &str, variant: &str, errno: i32) {
-        let (rc, out) = self.get(name);
-        assert_eq!(*rc, 1, "step {name} should fail with {variant}: {out}");
-        let errno = if errno < 0 {
-            "-".to_string()
-        } else {
-            errno.to_string()
-        };
-        let prefix = format!("error {variant} errno={errno}: ");
-        assert!(
-            out.starts_with(&prefix),
-            "step {name}: expected {prefix}..., got {out}"
-        );
-    }
 }
 
 fn boot(args: &[&std::ffi::OsStr]) -> Steps {
@@ -213,8 +128,8 @@ fn linux_module_against_a_real_fs_verity_kernel() {
     std::fs::write(data.join("other.bin"), pattern(9_000, 99)).unwrap();
     std::fs::write(root2.join("noverity.bin"), pattern(777, 7)).unwrap();
 
-    let (key, cert) = make_cert(t, "cert");
-    let (key2, cert2) = make_cert(t, "cert2");
+    let (key, cert) = make_cert(t, "cert", "vm");
+    let (key2, cert2) = make_cert(t, "cert2", "vm");
     run(Command::new("openssl")
         .args(["x509", "-outform", "der", "-in"])
         .arg(&cert)

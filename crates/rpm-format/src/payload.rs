@@ -419,12 +419,17 @@ impl BufRead for ChunkReceiver {
 
 impl Read for ChunkReceiver {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = buf.len().min(avail.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, buf)
     }
+}
+
+/// `Read` for a reader whose `BufRead` side is the primary one.
+fn read_buffered(r: &mut impl BufRead, buf: &mut [u8]) -> io::Result<usize> {
+    let avail = r.fill_buf()?;
+    let n = buf.len().min(avail.len());
+    buf[..n].copy_from_slice(&avail[..n]);
+    r.consume(n);
+    Ok(n)
 }
 
 /// A chunk stream: the producer's sender and buffer return, and the consumer's receiver.
@@ -727,10 +732,6 @@ impl<R: Read> BufRead for PayloadReader<R> {
 
 impl<R: Read> Read for PayloadReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = buf.len().min(avail.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, buf)
     }
 }

@@ -8,6 +8,11 @@ use std::process::{Command, Output};
 #[path = "../../../rpm-format/tests/support/mod.rs"]
 mod rpmsupport;
 
+#[path = "../support_vm/mod.rs"]
+pub mod vm;
+#[allow(unused_imports)] // used by vm_enable, not by rpmdb
+pub use vm::{repo_root, Steps};
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rpm-verity")
 }
@@ -31,19 +36,7 @@ pub fn s(p: &Path) -> &str {
 }
 
 pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.key.pem"));
-    let cert = dir.join(format!("{name}.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-subj")
-        .arg(format!("/CN=rpm-verity enable {name}/O=Throwaway"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    (key, cert)
+    vm::make_cert(dir, name, "enable")
 }
 
 /// Files of the test packages: (package, path, kind). Eligible = regular, non-ghost, signed,
