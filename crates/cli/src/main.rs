@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cmd;
-mod installed;
-mod pkgdigest;
 mod remote;
-mod rpmdb;
+mod render;
 mod util;
 
 #[derive(Parser)]

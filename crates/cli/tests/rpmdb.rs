@@ -3,7 +3,11 @@
 //! `--dry-run`, say clearly that the filesystem cannot do verity, and survive hostile rpmdbs
 //! and roots whose symlinks point outside.
 
-mod support_enable;
+use verity_test_support::installed as support_enable;
+
+fn bin() -> &'static str {
+    verity_test_support::bin!()
+}
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,7 +68,7 @@ fn mtimes(root: &Path) -> Vec<(String, i64)> {
 #[test]
 fn enable_and_audit_on_a_host_root() {
     let td = tempfile::tempdir().unwrap();
-    let l = installed_root(td.path(), &[]);
+    let l = installed_root(bin(), td.path(), &[]);
     let root = s(&l.root);
     let cert = s(&l.cert);
     // rpm leaves rpmdb.sqlite-wal/-shm behind; readers only touch the -shm read marks.
@@ -239,7 +243,7 @@ fn enable_and_audit_on_a_host_root() {
 #[test]
 fn hostile_rpmdbs_and_roots() {
     let td = tempfile::tempdir().unwrap();
-    let l = installed_root(td.path(), &[]);
+    let l = installed_root(bin(), td.path(), &[]);
     let cert = s(&l.cert);
 
     // Garbage and truncated header blobs: named by row, no panic, other packages still done.

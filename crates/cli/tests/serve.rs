@@ -4,8 +4,7 @@
 
 #[path = "../src/remote.rs"]
 mod remote;
-#[path = "../../rpm-format/tests/support/mod.rs"]
-mod support;
+use verity_test_support::rpmbuild as support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -2,8 +2,7 @@
 //! rpmsign --signverity is the reference for tags 276/277, rpmkeys/rpm query the results, and
 //! openssl + fsverity-utils check every signature independently.
 
-#[path = "../../rpm-format/tests/support/mod.rs"]
-mod support;
+use verity_test_support::rpmbuild as support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

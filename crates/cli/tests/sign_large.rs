@@ -3,8 +3,7 @@
 //! small packages exercise. The file is sparse, so the test costs time (rpmbuild compresses
 //! 4 GiB of zeros), not disk. The reference is `fsverity sign` of an identical sparse file.
 
-#[path = "../../rpm-format/tests/support/mod.rs"]
-mod support;
+use verity_test_support::rpmbuild as support;
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};

@@ -12,9 +12,8 @@
 //!
 //! Needs qemu, busybox, openssl, fsverity, keyctl, e2fsprogs, rpm/rpmbuild and setpriv on the
 //! host; nothing is mocked.
-#[path = "../../rpm-format/tests/support/mod.rs"]
-mod support;
-mod support_vm;
+use verity_test_support::rpmbuild as support;
+use verity_test_support::vm as support_vm;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -7,7 +7,11 @@
 //! image on the host — without the cert (audit says so, `keyring load` fixes it, audit finds
 //! CORRUPTED/SWAPPED/MODIFIED/NOT-ENABLED exactly where they were made).
 
-mod support_enable;
+use verity_test_support::installed as support_enable;
+
+fn bin() -> &'static str {
+    verity_test_support::bin!()
+}
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -49,7 +53,7 @@ fn mkfs(dir: &Path, img: &Path, verity: bool, size: &str) {
 fn enable_and_audit_on_a_real_fs_verity_kernel() {
     let td = tempfile::tempdir().unwrap();
     let t = td.path();
-    let l = installed_root(t, &[]);
+    let l = installed_root(bin(), t, &[]);
     let data = t.join("data");
     std::fs::create_dir_all(&data).unwrap();
     run(Command::new("openssl")

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support_vm;
 use support_vm::{make_cert, pattern, repo_root, Steps};
+use verity_test_support::vm as support_vm;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

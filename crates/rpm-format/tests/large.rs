@@ -1,7 +1,7 @@
 //! A package with a file over 4 GiB: rpmbuild switches to LONGFILESIZES and the stripped
 //! `07070X` cpio format. The file is sparse, so the test costs time, not disk.
 
-mod support;
+use verity_test_support::rpmbuild as support;
 
 use std::fs::File;
 use std::io::{BufReader, Read};

@@ -1,7 +1,7 @@
 //! Integration tests against packages built by the real rpmbuild 4.18 and signed by the real
 //! rpmsign.
 
-mod support;
+use verity_test_support::rpmbuild as support;
 
 use std::collections::BTreeMap;
 use std::fs::File;

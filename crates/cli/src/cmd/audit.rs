@@ -17,8 +17,10 @@ use fsverity::linux::{self, Error as KErr};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::installed::{self, ContentCheck, InstalledPackage, ResolveError, Root, VerityVerdict};
-use crate::rpmdb::Rpmdb;
+use verity_system::check::{self, ContentCheck, VerityVerdict};
+use verity_system::installed::{self, InstalledPackage};
+use verity_system::root::{ResolveError, Root};
+use verity_system::rpmdb::Rpmdb;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,9 +57,8 @@ pub struct Args {
     #[arg(long, short)]
     pub verbose: bool,
 
-    /// Files processed in parallel (0 = one per core).
-    #[arg(long, short = 'j', default_value_t = 0)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub jobs: crate::args::JobsOption,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -134,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 path: None,
                 status: Status::Error,
                 digest: None,
-                detail: Some(crate::util::error_chain(&e)),
+                detail: Some(format!("{e:#}")),
             }),
         }
     }
@@ -143,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("package {n} is not installed");
         }
     }
-    let (trusted, _) = installed::trusted_certs(&args.cert)?;
+    let (trusted, _) = verity_system::certs::trusted_certs(&args.cert)?;
     let sig_owner = installed::signature_owners(&pkgs);
 
     let mut items = Vec::new();
@@ -171,11 +172,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(crate::util::jobs_or_cores(args.jobs))
+        .num_threads(args.jobs.count())
         .build()
         .context("thread pool")?;
     let total: u64 = items.iter().map(|&(p, f)| pkgs[p].files[f].size).sum();
-    let pb = crate::util::progress_bar(total, "auditing");
+    let pb = crate::render::progress_bar(total, "auditing");
     let mut file_findings: Vec<Finding> = pool.install(|| {
         items
             .par_iter()
@@ -277,7 +278,7 @@ fn audit_one(
                 Some(format!(
                     "verity is on, but the certificate of {} is not in the .fs-verity keyring, \
                      so the file cannot be opened (rpm-verity keyring load)",
-                    installed::signer_of(sig)
+                    check::signer_of(sig)
                 )),
                 None,
             )
@@ -298,7 +299,7 @@ fn audit_one(
     let size = opened.stat.st_size as u64;
     match linux::is_verity(file.as_fd()) {
         Ok(true) => {
-            let verdict = match installed::check_verity_file(file, sig, sig_owner, path, trusted) {
+            let verdict = match check::check_verity_file(file, sig, sig_owner, path, trusted) {
                 Ok(v) => v,
                 Err(KErr::CertNotInKeyring) => {
                     return (
@@ -330,10 +331,10 @@ fn audit_one(
                 ),
             };
             if read {
-                if let Err(e) = installed::read_through(file) {
+                if let Err(e) = check::read_through(file) {
                     let status = match e {
-                        installed::ReadFailure::Eio { .. } => Status::Corrupted,
-                        installed::ReadFailure::Io(_) => Status::Error,
+                        check::ReadFailure::Eio { .. } => Status::Corrupted,
+                        check::ReadFailure::Io(_) => Status::Error,
                     };
                     return (status, Some(e.to_string()), Some(digest));
                 }
@@ -341,14 +342,14 @@ fn audit_one(
             (status, detail, Some(digest))
         }
         Ok(false) => {
-            let digest = match installed::userspace_digest(file, size, pkg.algorithm) {
+            let digest = match check::userspace_digest(file, size, pkg.algorithm) {
                 Ok(d) => d,
-                Err(e @ installed::ReadFailure::Eio { .. }) => {
+                Err(e @ check::ReadFailure::Eio { .. }) => {
                     return (Status::Corrupted, Some(e.to_string()), None)
                 }
                 Err(e) => return (Status::Error, Some(e.to_string()), None),
             };
-            match installed::check_digest(sig, &digest, trusted) {
+            match check::check_digest(sig, &digest, trusted) {
                 ContentCheck::Matches(_) => (
                     Status::NotEnabled,
                     Some("content matches its signature; verity is off (rpm-verity enable)".into()),

@@ -15,8 +15,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use fsverity::DigestBuilder;
 
-use super::params::{DigestOptions, JobsOption};
-use crate::util::{self, AtomicFile};
+use verity_package::AtomicFile;
+
+use crate::args::{DigestOptions, JobsOption};
+use crate::render;
 
 /// Files at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_SIZE: u64 = 64 << 20;
@@ -126,7 +128,7 @@ fn digest_one(builder: DigestBuilder, path: &Path) -> anyhow::Result<fsverity::F
     let (file, size) =
         fsverity::open_regular_file(path).with_context(|| path.display().to_string())?;
     let pb = if size >= PROGRESS_MIN_SIZE {
-        util::progress_bar(size, &path.display().to_string())
+        render::progress_bar(size, &path.display().to_string())
     } else {
         indicatif::ProgressBar::hidden()
     };

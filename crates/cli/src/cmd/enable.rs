@@ -21,8 +21,10 @@ use fsverity::linux::{self, Error as KErr};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::installed::{self, InstalledPackage, ResolveError, Root, VerityVerdict};
-use crate::rpmdb::Rpmdb;
+use verity_system::check::{self, VerityVerdict};
+use verity_system::installed::{self, InstalledPackage};
+use verity_system::root::{ResolveError, Root};
+use verity_system::rpmdb::Rpmdb;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,9 +71,8 @@ pub struct Args {
     #[arg(long, short)]
     pub verbose: bool,
 
-    /// Files processed in parallel (0 = one per core).
-    #[arg(long, short = 'j', default_value_t = 0)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub jobs: crate::args::JobsOption,
 }
 
 /// Per-file outcome. The first four are success.
@@ -159,13 +160,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in installed::load_packages(&db)? {
         match p {
             Ok(p) => pkgs.push(p),
-            Err(e) => row_errors.push(crate::util::error_chain(&e)),
+            Err(e) => row_errors.push(format!("{e:#}")),
         }
     }
     for e in &row_errors {
         eprintln!("rpm-verity: error: {}: {e}", db.path().display());
     }
-    let (trusted, cert_source) = installed::trusted_certs(&args.cert)?;
+    let (trusted, cert_source) = verity_system::certs::trusted_certs(&args.cert)?;
 
     let mut skipped: HashMap<&'static str, usize> = HashMap::new();
     let mut unsigned_pkgs: Vec<String> = Vec::new();
@@ -257,12 +258,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         missing_signers: Mutex::new(HashSet::new()),
     };
     let total_bytes: u64 = items.iter().map(|&(p, f)| pkgs[p].files[f].size).sum();
-    let pb = crate::util::progress_bar(
+    let pb = crate::render::progress_bar(
         total_bytes,
         if args.dry_run { "checking" } else { "enabling" },
     );
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(crate::util::jobs_or_cores(args.jobs))
+        .num_threads(args.jobs.count())
         .build()
         .context("thread pool")?;
     let json = args.json;
@@ -411,7 +412,7 @@ fn enable_one(
                 Some(format!(
                     "verity is on but the certificate of {} is not in the .fs-verity keyring \
                      (rpm-verity keyring load)",
-                    installed::signer_of(sig)
+                    check::signer_of(sig)
                 )),
                 None,
             )
@@ -435,7 +436,7 @@ fn enable_one(
         Err(e) => return (Status::Error, Some(e.to_string()), None),
     }
 
-    let signer = installed::signer_of(sig);
+    let signer = check::signer_of(sig);
     if ctx.dry_run || ctx.missing_signers.lock().unwrap().contains(&signer) {
         return userspace(ctx, file, f.size, pkg, sig, &signer, ctx.dry_run);
     }
@@ -519,7 +520,7 @@ fn enable_one(
 
 /// A file that is verity already: compare instead of enabling.
 fn already(ctx: &Ctx, file: &std::fs::File, sig: &[u8], path: &str) -> Outcome {
-    match installed::check_verity_file(file, sig, &ctx.sig_owner, path, ctx.trusted) {
+    match check::check_verity_file(file, sig, &ctx.sig_owner, path, ctx.trusted) {
         Ok(VerityVerdict::Good(d)) => (Status::Already, None, Some(d)),
         Ok(VerityVerdict::Swapped { other, digest }) => (
             Status::Swapped,
@@ -556,12 +557,12 @@ fn userspace(
     signer: &str,
     dry_run: bool,
 ) -> Outcome {
-    let digest = match installed::userspace_digest(file, size, pkg.algorithm) {
+    let digest = match check::userspace_digest(file, size, pkg.algorithm) {
         Ok(d) => d,
         Err(e) => return (Status::Error, Some(e.to_string()), None),
     };
-    match installed::check_digest(sig, &digest, ctx.trusted) {
-        installed::ContentCheck::Matches(subject) => {
+    match check::check_digest(sig, &digest, ctx.trusted) {
+        check::ContentCheck::Matches(subject) => {
             if dry_run {
                 (
                     Status::WouldEnable,
@@ -579,12 +580,12 @@ fn userspace(
                 )
             }
         }
-        installed::ContentCheck::Differs => (
+        check::ContentCheck::Differs => (
             Status::Modified,
             Some("content does not match the package's signature".into()),
             Some(digest),
         ),
-        installed::ContentCheck::Unverifiable(why) => (
+        check::ContentCheck::Unverifiable(why) => (
             Status::CertMissing,
             Some(if dry_run {
                 why

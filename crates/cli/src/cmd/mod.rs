@@ -3,7 +3,6 @@ pub mod audit;
 pub mod digest;
 pub mod enable;
 pub mod keyring;
-pub mod params;
 pub mod serve;
 pub mod sign;
 pub mod sign_file;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use verity_signing::LocalSigner;
 
-use super::params::DigestOptions;
+use crate::args::DigestOptions;
 use crate::util;
 
 #[derive(clap::Args)]
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sig = signer
         .sign_digest(&digest)
         .with_context(|| format!("cannot sign {}", args.file.display()))?;
-    util::write_atomic(&args.out, &sig)
+    verity_package::write_atomic(&args.out, &sig)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("Signed file '{}' ({digest})", args.file.display());
     Ok(ExitCode::SUCCESS)

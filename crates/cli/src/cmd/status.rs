@@ -250,7 +250,7 @@ fn cert_status(dir: &Path, keyring: &Keyring) -> Certs {
     let files = match read_cert_dir(dir) {
         Ok(f) => f,
         Err(e) => {
-            out.error = Some(crate::util::error_chain(&e));
+            out.error = Some(format!("{e:#}"));
             return out;
         }
     };

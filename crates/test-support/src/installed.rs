@@ -1,21 +1,12 @@
 //! Installed roots for the enable/audit tests: packages built with rpmbuild, signed with
 //! `rpm-verity sign`, installed with the real rpm (`--root`, plugin off).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../../../rpm-format/tests/support/mod.rs"]
-mod rpmsupport;
-
-#[path = "../support_vm/mod.rs"]
-pub mod vm;
-#[allow(unused_imports)] // used by vm_enable, not by rpmdb
-pub use vm::{repo_root, Steps};
-
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rpm-verity")
-}
+use crate::rpmbuild as rpmsupport;
+use crate::vm;
+pub use crate::vm::{repo_root, Steps};
 
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
@@ -63,7 +54,7 @@ pub const ELIGIBLE: [&str; 7] = [
 /// Builds alpha (binary, data, empty file, %config plain and executable, symlink, ghost), beta
 /// (three data files, two of the same size for the swap test, signed) and gamma (unsigned),
 /// installs them into `dir/root` with rpm.
-pub fn installed_root(dir: &Path, extra_big: &[(&str, usize)]) -> Layout {
+pub fn installed_root(bin: &str, dir: &Path, extra_big: &[(&str, usize)]) -> Layout {
     let (key, cert) = make_cert(dir, "signer");
     let build = dir.join("build");
     std::fs::create_dir_all(&build).unwrap();
@@ -107,7 +98,7 @@ pub fn installed_root(dir: &Path, extra_big: &[(&str, usize)]) -> Layout {
         "mkdir -p %{buildroot}/usr/share/gamma\nprintf 'plain\\n' > %{buildroot}/usr/share/gamma/file\n",
         "/usr/share/gamma/file\n",
     );
-    run(Command::new(bin())
+    run(Command::new(bin)
         .args(["sign", "--key", s(&key), "--cert", s(&cert)])
         .arg(&alpha)
         .arg(&beta));

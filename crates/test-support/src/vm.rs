@@ -1,6 +1,5 @@
 //! What the VM tests (`vm_kernel`, `vm_enable`, `vm_boot`) share: the repository root, test
 //! data, throwaway certificates, and the `STEP name rc=N: output` lines the guest scripts print.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

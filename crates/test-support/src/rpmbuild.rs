@@ -1,5 +1,4 @@
 //! Builds real packages with Debian's `rpmbuild` (rpm 4.18) for the integration tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,5 @@
-//! Command-line options shared by the commands that compute fs-verity digests (`digest`,
-//! `sign-file`), spelled like fsverity-utils' so that scripts carry over.
+//! Command-line options shared by several commands, each defined once and `flatten`ed where
+//! used. The digest options are spelled like fsverity-utils' so that scripts carry over.
 //!
 //! Whatever can be judged from one value alone is checked in the clap value parser, so a bad
 //! value is a usage error (exit code 2, as `fsverity` does); checks that need two options
@@ -37,20 +37,51 @@ impl DigestOptions {
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct JobsOption {
-    /// Threads hashing one large file: 1 hashes on the calling thread only; 0 or absent
-    /// uses every core.
+    /// Worker threads: 0 or absent uses every core; 1 works on the calling thread only.
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
 }
 
 impl JobsOption {
+    /// For hashing one large file.
     pub fn threads(&self) -> anyhow::Result<Threads> {
         Ok(Threads::from_jobs(self.jobs.unwrap_or(0))?)
     }
+
+    /// How many workers: one per core unless told.
+    pub fn count(&self) -> usize {
+        match self.jobs {
+            Some(n) if n > 0 => n,
+            _ => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
 }
 
-fn parse_hash_alg(s: &str) -> Result<HashAlgorithm, String> {
-    HashAlgorithm::from_name(s)
+/// `-q`/`-v`, the same on every command that reports per file or per package.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Verbosity {
+    /// Print only problems and errors, no summary.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print every file, not only problems.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `--json`: one JSON document on stdout instead of text.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct JsonOption {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// fs-verity hash algorithm names, in any case (rpmsign's `--verityalgo` takes `SHA512`).
+pub fn parse_hash_alg(s: &str) -> Result<HashAlgorithm, String> {
+    HashAlgorithm::from_name(&s.to_ascii_lowercase())
         .ok_or_else(|| format!("unknown hash algorithm '{s}' (available: sha256 sha512)"))
 }
 

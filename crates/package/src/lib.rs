@@ -1,0 +1,20 @@
+//! fs-verity signatures of RPM packages: what a signing host, a build-farm worker or a dnf
+//! plugin calls to digest, sign and verify a package, with typed per-file and per-package
+//! results. Knows nothing of the command line.
+//!
+//! A package flows through [`digest::digest_package`] (one streaming pass: headers checked,
+//! payload decompressed on its own thread, file contents hashed on a worker pool), then
+//! [`sign`] (signatures made by any [`verity_signing::Signer`], signature header rewritten as
+//! rpm 4.18 does, file replaced atomically) or [`verify`] (each file's signature checked
+//! against the digest of its payload content).
+#![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod output;
+pub mod sign;
+pub mod signatures;
+pub mod verify;
+
+pub use digest::{digest_package, HashPool, PackageDigests};
+pub use output::{write_atomic, AtomicFile};
+pub use signatures::{SignaturesError, VeritySignatures};

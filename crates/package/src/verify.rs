@@ -1,0 +1,235 @@
+//! Checking that every fs-verity signature in a package parses, was made by a trusted
+//! certificate, and signs the fs-verity digest of that file's actual payload content. rpm
+//! itself never checks these; the kernel would only find out at install time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use fsverity::HashAlgorithm;
+use serde::Serialize;
+use verity_signing::{Certificate, Pkcs7Signature, VerifyError};
+
+use crate::digest::{self, HashPool, PackageDigests};
+use crate::signatures::{self, VeritySignatures};
+
+/// The verdict on one file's signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum FileStatus {
+    /// Made by a trusted certificate over this file's content.
+    #[serde(rename = "OK")]
+    Ok,
+    /// Well-formed, for the package's algorithm, but no certificate was given to check it.
+    #[serde(rename = "UNCHECKED")]
+    Unchecked,
+    /// Not base64 or not a PKCS#7 signature.
+    #[serde(rename = "MALFORMED")]
+    Malformed,
+    /// Does not sign this file's content (or uses another algorithm).
+    #[serde(rename = "BAD")]
+    Bad,
+    /// Made by a certificate that is not trusted.
+    #[serde(rename = "UNTRUSTED")]
+    Untrusted,
+}
+
+impl FileStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileStatus::Ok => "OK",
+            FileStatus::Unchecked => "UNCHECKED",
+            FileStatus::Malformed => "MALFORMED",
+            FileStatus::Bad => "BAD",
+            FileStatus::Untrusted => "UNTRUSTED",
+        }
+    }
+
+    /// Whether the file counts as good in the summary.
+    pub fn is_good(self) -> bool {
+        matches!(self, FileStatus::Ok | FileStatus::Unchecked)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileVerdict {
+    pub path: String,
+    pub status: FileStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PackageVerdict {
+    pub package: String,
+    pub ok: bool,
+    /// Why the package as a whole failed (unreadable, corrupt payload, no signatures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<&'static str>,
+    pub files: Vec<FileVerdict>,
+    pub good: usize,
+    pub bad: usize,
+}
+
+/// Hashing pools for both algorithms: a package's tag 277 says which one it needs.
+pub struct Verifier {
+    trusted: Vec<Certificate>,
+    pools: [(HashAlgorithm, Arc<HashPool>); 2],
+}
+
+impl Verifier {
+    pub fn new(trusted: Vec<Certificate>, threads: usize) -> anyhow::Result<Verifier> {
+        Ok(Verifier {
+            trusted,
+            pools: [
+                (
+                    HashAlgorithm::Sha256,
+                    HashPool::new(threads, HashAlgorithm::Sha256)?,
+                ),
+                (
+                    HashAlgorithm::Sha512,
+                    HashPool::new(threads, HashAlgorithm::Sha512)?,
+                ),
+            ],
+        })
+    }
+
+    /// Verifies one package; a package that cannot be checked at all is a failed verdict
+    /// with its reason.
+    pub fn verify(&self, pkg: &Path) -> PackageVerdict {
+        self.check_package(pkg).unwrap_or_else(|e| PackageVerdict {
+            package: pkg.display().to_string(),
+            ok: false,
+            error: Some(format!("{e:#}")),
+            algorithm: None,
+            files: Vec::new(),
+            good: 0,
+            bad: 0,
+        })
+    }
+
+    pub fn shutdown(&self) {
+        for (_, p) in &self.pools {
+            p.shutdown();
+        }
+    }
+
+    fn check_package(&self, pkg: &Path) -> anyhow::Result<PackageVerdict> {
+        // Tag 277 decides the algorithm; read the signature header before streaming the payload.
+        let alg = {
+            let f = std::fs::File::open(pkg).context("cannot open")?;
+            let p = rpm_format::Package::open_unverified(std::io::BufReader::new(f))?;
+            signatures::algorithm(p.signature.header())?
+        };
+        let pool = match self.pools.iter().find(|(a, _)| *a == alg) {
+            Some((_, pool)) => pool,
+            None => bail!("no hashing pool for {alg}"),
+        };
+        let pd = digest::digest_package(pkg, alg, pool)?;
+        check_digests(pkg, &pd, alg, &self.trusted)
+    }
+}
+
+fn check_digests(
+    pkg: &Path,
+    pd: &PackageDigests,
+    alg: HashAlgorithm,
+    trusted: &[Certificate],
+) -> anyhow::Result<PackageVerdict> {
+    let n = pd.files.len();
+    let sigs = match VeritySignatures::read(pd.headers.signature.header())? {
+        Some(s) => s,
+        None if n == 0 => {
+            return Ok(verdict(pkg, pd, alg, Vec::new()));
+        }
+        None => bail!("no fs-verity signatures (tag 276) in the package"),
+    };
+    sigs.check_count(n)?;
+    let files = pd
+        .files
+        .files()
+        .iter()
+        .zip(&pd.digests)
+        .enumerate()
+        .map(|(i, (f, digest))| {
+            let mut r = check_file(sigs.get(i), digest, alg, trusted);
+            r.path = f.path_lossy();
+            r
+        })
+        .collect();
+    Ok(verdict(pkg, pd, alg, files))
+}
+
+fn verdict(
+    pkg: &Path,
+    pd: &PackageDigests,
+    alg: HashAlgorithm,
+    files: Vec<FileVerdict>,
+) -> PackageVerdict {
+    let integrity_error = pd
+        .integrity
+        .as_ref()
+        .err()
+        .map(|e| format!("package is corrupt: {e}"));
+    let good = files.iter().filter(|f| f.status.is_good()).count();
+    let bad = files.len() - good;
+    PackageVerdict {
+        package: pkg.display().to_string(),
+        ok: bad == 0 && integrity_error.is_none(),
+        error: integrity_error,
+        algorithm: Some(alg.name()),
+        files,
+        good,
+        bad,
+    }
+}
+
+/// The verdict on one file's signature entry (the path is filled in by the caller).
+fn check_file(
+    entry: Result<Option<Vec<u8>>, rpm_format::Error>,
+    digest: &fsverity::FileDigest,
+    alg: HashAlgorithm,
+    trusted: &[Certificate],
+) -> FileVerdict {
+    let mut r = FileVerdict {
+        path: String::new(),
+        status: FileStatus::Ok,
+        digest: Some(digest.to_string()),
+        signer: None,
+        error: None,
+    };
+    let parsed = entry.map_err(|e| e.to_string()).and_then(|der| {
+        Pkcs7Signature::parse(der.as_deref().unwrap_or_default())
+            .map_err(|e| format!("not a PKCS#7 signature: {e}"))
+    });
+    let sig = match parsed {
+        Ok(sig) => sig,
+        Err(e) => {
+            r.status = FileStatus::Malformed;
+            r.error = Some(e);
+            return r;
+        }
+    };
+    r.signer = Some(sig.signer().to_string());
+    if sig.digest_algorithm().fsverity() != Some(alg) {
+        r.status = FileStatus::Bad;
+        r.error = Some(format!(
+            "signature uses {} but the package's algorithm is {alg}",
+            sig.digest_algorithm().name()
+        ));
+    } else if trusted.is_empty() {
+        r.status = FileStatus::Unchecked;
+    } else if let Err(e) = sig.verify(digest, trusted) {
+        r.status = match e {
+            VerifyError::UnknownSigner(_) => FileStatus::Untrusted,
+            _ => FileStatus::Bad,
+        };
+        r.error = Some(format!("{e} (content digest {digest})"));
+    }
+    r
+}

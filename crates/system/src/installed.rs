@@ -1,0 +1,191 @@
+//! Installed packages as `enable` and `audit` need them: files with their verity signatures.
+use std::collections::HashMap;
+
+use anyhow::Context;
+use fsverity::HashAlgorithm;
+use rpm_format::{tags, FileList, Header};
+use verity_package::VeritySignatures;
+
+use crate::rpmdb::{PackageRow, Rpmdb};
+
+/// One file of an installed package, in header order.
+#[derive(Debug, Clone)]
+pub struct InstalledFile {
+    /// Absolute path as recorded by rpm (bytes; may be non-UTF-8).
+    pub path: Vec<u8>,
+    pub mode: u16,
+    pub flags: u32,
+    pub size: u64,
+    /// The decoded PKCS#7 signature from tag 276, `None` when absent or empty.
+    pub signature: Option<Vec<u8>>,
+}
+
+impl InstalledFile {
+    pub fn path_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+    pub fn is_regular(&self) -> bool {
+        u32::from(self.mode) & rpm_format::files::S_IFMT == rpm_format::files::S_IFREG
+    }
+    pub fn is_ghost(&self) -> bool {
+        self.flags & tags::FILE_GHOST != 0
+    }
+    pub fn is_config(&self) -> bool {
+        self.flags & tags::FILE_CONFIG != 0
+    }
+    pub fn is_executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// An installed package: identity, verity algorithm (tag 277, SHA-256 when absent as in rpm's
+/// plugin) and files.
+#[derive(Debug, Clone)]
+pub struct InstalledPackage {
+    /// rpm's header number (the `Packages.hnum` row), for messages and `--json`.
+    #[allow(dead_code)]
+    pub hnum: i64,
+    pub name: String,
+    /// `name-version-release.arch` (epoch left out, as `rpm -q` prints it).
+    pub nevra: String,
+    pub algorithm: HashAlgorithm,
+    /// Tag 276 present with one entry per file.
+    pub has_signatures: bool,
+    pub files: Vec<InstalledFile>,
+}
+
+impl InstalledPackage {
+    /// Whether `spec` names this package: `name`, `name-version-release` or the full nevra.
+    pub fn matches(&self, spec: &str) -> bool {
+        if spec == self.name || spec == self.nevra {
+            return true;
+        }
+        self.nevra
+            .rsplit_once('.')
+            .is_some_and(|(nvr, _)| nvr == spec)
+    }
+}
+
+/// Turns one rpmdb header into an [`InstalledPackage`]. Errors say what is wrong with the
+/// header; the caller adds which row it was.
+pub fn package_from_header(hnum: i64, h: &Header) -> anyhow::Result<InstalledPackage> {
+    let get = |tag| -> anyhow::Result<String> {
+        Ok(h.get_string(tag)?.unwrap_or_else(|| "?".to_string()))
+    };
+    let name = get(tags::NAME)?;
+    let nevra = format!(
+        "{name}-{}-{}.{}",
+        get(tags::VERSION)?,
+        get(tags::RELEASE)?,
+        get(tags::ARCH)?
+    );
+    let list = FileList::from_header(h)?;
+    let algorithm = verity_package::signatures::algorithm(h)?;
+    // rpm only uses the array when its count equals the file count (lib/rpmfi.c); so do we.
+    let sigs = VeritySignatures::read(h)?.filter(|s| s.check_count(list.len()).is_ok());
+    let has_signatures = sigs.is_some() && !list.is_empty();
+    let mut files = Vec::with_capacity(list.len());
+    for (i, f) in list.files().iter().enumerate() {
+        let signature = match &sigs {
+            Some(s) => s
+                .get(i)
+                .with_context(|| format!("signature of {}", f.path_lossy()))?,
+            None => None,
+        };
+        files.push(InstalledFile {
+            path: f.path.clone(),
+            mode: f.mode,
+            flags: f.flags,
+            size: f.size,
+            signature,
+        });
+    }
+    Ok(InstalledPackage {
+        hnum,
+        name,
+        nevra,
+        algorithm,
+        has_signatures,
+        files,
+    })
+}
+
+/// All packages of the database. Unreadable rows are returned as errors naming the row, so one
+/// damaged header does not hide the others.
+pub fn load_packages(db: &Rpmdb) -> anyhow::Result<Vec<anyhow::Result<InstalledPackage>>> {
+    let rows = db.packages()?;
+    Ok(rows
+        .into_iter()
+        .map(|PackageRow { hnum, header }| {
+            let h = header?;
+            package_from_header(hnum, &h).with_context(|| format!("rpmdb row hnum={hnum}"))
+        })
+        .collect())
+}
+
+/// Index from installed path to (package, file) for `--files-from` and positional paths.
+pub fn path_index(pkgs: &[InstalledPackage]) -> HashMap<&[u8], (usize, usize)> {
+    let mut m = HashMap::new();
+    for (p, pkg) in pkgs.iter().enumerate() {
+        for (i, f) in pkg.files.iter().enumerate() {
+            // Shared files (multilib, directories): a later package with a signature wins
+            // over one without.
+            let e = m.entry(f.path.as_slice()).or_insert((p, i));
+            if pkgs[e.0].files[e.1].signature.is_none() && f.signature.is_some() {
+                *e = (p, i);
+            }
+        }
+    }
+    m
+}
+
+/// Signature bytes → the path of the installed file that carries it (first one wins; files
+/// with identical content share a signature).
+pub fn signature_owners(pkgs: &[InstalledPackage]) -> HashMap<&[u8], String> {
+    let mut m = HashMap::new();
+    for p in pkgs {
+        for f in &p.files {
+            if let Some(s) = &f.signature {
+                m.entry(s.as_slice()).or_insert_with(|| f.path_lossy());
+            }
+        }
+    }
+    m
+}
+
+/// Why a file is not a candidate for verity, as rpm's plugin decides (spec §6.1).
+pub fn skip_reason(f: &InstalledFile, config: bool) -> Option<&'static str> {
+    if f.is_ghost() {
+        Some("ghost")
+    } else if !f.is_regular() {
+        Some("not-regular")
+    } else if f.is_config() && !f.is_executable() && !config {
+        Some("config")
+    } else if f.signature.is_none() {
+        Some("unsigned")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_matching() {
+        let p = InstalledPackage {
+            hnum: 1,
+            name: "foo".into(),
+            nevra: "foo-1.0-1.x86_64".into(),
+            algorithm: HashAlgorithm::Sha256,
+            has_signatures: false,
+            files: vec![],
+        };
+        assert!(p.matches("foo"));
+        assert!(p.matches("foo-1.0-1"));
+        assert!(p.matches("foo-1.0-1.x86_64"));
+        assert!(!p.matches("fo"));
+        assert!(!p.matches("foo-1.0"));
+    }
+}
