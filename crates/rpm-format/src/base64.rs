@@ -125,7 +125,10 @@ mod tests {
         }
         for bad in [&b"A"[..], b"Zm9vY", b"Zm9vY===", b" a \n"] {
             let e = decode_lenient(bad).unwrap_err();
-            assert_eq!(e.to_string(), "invalid base64: dangling character at the end");
+            assert_eq!(
+                e.to_string(),
+                "invalid base64: dangling character at the end"
+            );
         }
     }
 }

@@ -598,6 +598,42 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// A good archive with bytes overwritten (header fields turn into any hex or non-hex
+        /// value) is an error or a valid archive, never a panic; likewise for the stripped
+        /// form, whose indices come straight from the input.
+        #[test]
+        fn corrupted_archives_never_panic(
+            stripped_form in proptest::prelude::any::<bool>(),
+            edits in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<proptest::sample::Index>(),
+                    proptest::sample::select(b"0123456789abcdefABCDEFXxg\0\xff".to_vec()),
+                ),
+                1..8,
+            ),
+        ) {
+            let (mut v, fl) = if stripped_form {
+                let mut v = Vec::new();
+                stripped(&mut v, 2, b"ccc");
+                stripped(&mut v, 3, b"");
+                stripped(&mut v, 0, b"");
+                stripped(&mut v, 1, b"hello");
+                trailer(&mut v);
+                (v, files())
+            } else {
+                (good_archive(), files())
+            };
+            let n = v.len();
+            for (at, byte) in edits {
+                v[at.index(n)] = byte;
+            }
+            let _ = collect(&v, &fl);
+        }
+    }
+
     #[test]
     fn stripped_entries() {
         let fl = FileList::from_header(&header_for(

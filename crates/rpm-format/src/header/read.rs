@@ -444,3 +444,125 @@ fn check_entry(
         len,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::{HeaderBuilder, OwnedEntry};
+    use proptest::prelude::*;
+
+    fn sample(region_tag: u32) -> Vec<u8> {
+        let mut b = HeaderBuilder::new();
+        b.put(OwnedEntry::string(1000, "hello"));
+        b.put(OwnedEntry::u32s(1001, &[1, 2, 3]));
+        b.put(OwnedEntry::u64s(1002, &[7]));
+        b.put(OwnedEntry::string_array(1004, &["a", "bc", ""]));
+        b.put(OwnedEntry::bin(1005, &[9, 8, 7]));
+        b.serialize(region_tag)
+    }
+
+    /// Every way in: slice, stream, rpmdb blob (without the magic), both package kinds.
+    fn parse_all_ways(bytes: &[u8]) {
+        for kind in [HeaderKind::Main, HeaderKind::Signature] {
+            let _ = Header::parse(bytes, kind);
+            let _ = Header::read(&mut &bytes[..], kind);
+        }
+        let _ = Header::from_rpmdb_blob(bytes);
+        let _ = Header::from_rpmdb_blob(bytes.get(8..).unwrap_or_default());
+    }
+
+    #[test]
+    fn truncation_at_every_offset_is_an_error() {
+        let good = sample(TAG_HEADERIMMUTABLE);
+        for cut in 0..good.len() {
+            let part = &good[..cut];
+            let e = Header::parse(part, HeaderKind::Main).unwrap_err();
+            assert!(e.to_string().contains("truncated"), "cut {cut}: {e}");
+            let e = Header::read(&mut &part[..], HeaderKind::Main).unwrap_err();
+            assert!(e.to_string().contains("truncated"), "cut {cut}: {e}");
+            assert!(Header::from_rpmdb_blob(&good[8..8 + cut.saturating_sub(8)]).is_err());
+        }
+        assert!(Header::parse(&good, HeaderKind::Main).is_ok());
+        assert!(Header::from_rpmdb_blob(&good[8..]).is_ok());
+    }
+
+    /// The public fields of `IndexEntry` let a caller describe data that is not there.
+    #[test]
+    fn caller_built_entry_cannot_reach_outside_the_store() {
+        let (h, _) = Header::parse(&sample(TAG_HEADERIMMUTABLE), HeaderKind::Main).unwrap();
+        let real = *h.entry(1005).unwrap();
+        assert_eq!(h.entry_data(&real), &[9, 8, 7]);
+        for (offset, len) in [
+            (real.offset, h.data_len()),
+            (h.data_len() as i32, 1),
+            (h.data_len() as i32 + 1, 0),
+            (-1, 1),
+            (i32::MAX, usize::MAX),
+            (0, usize::MAX),
+        ] {
+            let e = IndexEntry {
+                offset,
+                len,
+                ..real
+            };
+            assert_eq!(h.entry_data(&e), &[] as &[u8], "{e:?}");
+            let err = h.try_entry_data(&e).unwrap_err().to_string();
+            assert!(err.contains("outside the data store"), "{err}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes behind the magic (otherwise almost nothing gets past it).
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut bytes = HEADER_MAGIC.to_vec();
+            bytes.extend_from_slice(&tail);
+            parse_all_ways(&bytes);
+            parse_all_ways(&tail);
+        }
+
+        /// A valid header with some words overwritten: index entries, the region trailer and
+        /// il/dl get values that point anywhere.
+        #[test]
+        fn mutated_headers_never_panic(
+            sig in any::<bool>(),
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), prop_oneof![
+                    any::<u32>(),
+                    0u32..64,
+                    Just(u32::MAX),
+                    Just(0x8000_0000),
+                ]),
+                1..6,
+            ),
+        ) {
+            let mut bytes =
+                sample(if sig { TAG_HEADERSIGNATURES } else { TAG_HEADERIMMUTABLE });
+            let words = bytes.len() / 4;
+            for (at, v) in edits {
+                let w = 2 + at.index(words - 2);
+                bytes[4 * w..4 * w + 4].copy_from_slice(&v.to_be_bytes());
+            }
+            parse_all_ways(&bytes);
+            for kind in [HeaderKind::Main, HeaderKind::Signature] {
+                if let Ok((h, _)) = Header::parse(&bytes, kind) {
+                    // Whatever was accepted can be read back through every accessor.
+                    for e in h.tags() {
+                        let _ = h.get_string_array_bytes(e.tag);
+                        let _ = h.get_string_bytes(e.tag);
+                        let _ = h.get_u16s(e.tag);
+                        let _ = h.get_u32s(e.tag);
+                        let _ = h.get_u64s(e.tag);
+                        let _ = h.get_bin(e.tag);
+                        prop_assert_eq!(h.entry_data(&e).len(), e.len);
+                    }
+                    let _ = HeaderBuilder::from_header(&h).serialize(TAG_HEADERSIGNATURES);
+                }
+            }
+        }
+    }
+}
