@@ -163,70 +163,8 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
         let mut magic = [0u8; 6];
         self.read_exact_counted(&mut magic)?;
         let entry = match &magic {
-            b"07070X" => {
-                let mut idx = [0u8; 8];
-                self.read_exact_counted(&mut idx)?;
-                let idx = hex8(&mut Reader::new(&idx), start)?;
-                if idx == u32::MAX {
-                    return self.finish_archive();
-                }
-                let index = idx as usize;
-                if index >= self.files().len() {
-                    return Err(cpio_err(
-                        start,
-                        format!(
-                            "stripped entry index {idx} out of range ({} files)",
-                            self.files().len()
-                        ),
-                    ));
-                }
-                self.align4()?;
-                let size = self.files().stripped_entry_size(index);
-                let mode = self.files().get(index).map_or(0, |f| f.mode as u32);
-                CpioEntry {
-                    index,
-                    size,
-                    mode,
-                    nlink: 1,
-                    stripped: true,
-                }
-            }
-            b"070701" | b"070702" => {
-                let mut h = [0u8; NEWC_FIELDS_LEN];
-                self.read_exact_counted(&mut h)?;
-                let NewcFields {
-                    mode,
-                    nlink,
-                    filesize,
-                    namesize,
-                } = NewcFields::parse(&h, start)?;
-                let filesize = u64::from(filesize);
-                if namesize == 0 || namesize > MAX_NAME_SIZE {
-                    return Err(cpio_err(start, format!("bad name size {namesize}")));
-                }
-                let mut name = vec![0u8; namesize as usize];
-                self.read_exact_counted(&mut name)?;
-                if name.last() != Some(&0) {
-                    return Err(cpio_err(start, "entry name not NUL-terminated"));
-                }
-                name.pop();
-                if name == TRAILER {
-                    return self.finish_archive();
-                }
-                self.align4()?;
-                let Some(index) = self.files().find(&name) else {
-                    return Err(Error::NotInHeader {
-                        name: String::from_utf8_lossy(&name).into_owned(),
-                    });
-                };
-                CpioEntry {
-                    index,
-                    size: filesize,
-                    mode,
-                    nlink,
-                    stripped: false,
-                }
-            }
+            b"07070X" => self.stripped_entry(start)?,
+            b"070701" | b"070702" => self.newc_entry(start)?,
             _ => {
                 return Err(cpio_err(
                     start,
@@ -234,9 +172,81 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
                 ))
             }
         };
+        let Some(entry) = entry else {
+            return self.finish_archive();
+        };
         self.check_entry(&entry)?;
         self.remaining = entry.size;
         Ok(Some(entry))
+    }
+
+    /// The rest of a `07070X` entry (its index), positioned at the data; `None` for the
+    /// `ffffffff` end marker. Size and mode come from the header, as the entry has neither.
+    fn stripped_entry(&mut self, start: u64) -> Result<Option<CpioEntry>> {
+        let mut idx = [0u8; 8];
+        self.read_exact_counted(&mut idx)?;
+        let idx = hex8(&mut Reader::new(&idx), start)?;
+        if idx == u32::MAX {
+            return Ok(None);
+        }
+        let index = idx as usize;
+        if index >= self.files().len() {
+            return Err(cpio_err(
+                start,
+                format!(
+                    "stripped entry index {idx} out of range ({} files)",
+                    self.files().len()
+                ),
+            ));
+        }
+        self.align4()?;
+        let size = self.files().stripped_entry_size(index);
+        let mode = self.files().get(index).map_or(0, |f| f.mode as u32);
+        Ok(Some(CpioEntry {
+            index,
+            size,
+            mode,
+            nlink: 1,
+            stripped: true,
+        }))
+    }
+
+    /// The rest of a newc entry (fields and name), positioned at the data; `None` for the
+    /// trailer.
+    fn newc_entry(&mut self, start: u64) -> Result<Option<CpioEntry>> {
+        let mut h = [0u8; NEWC_FIELDS_LEN];
+        self.read_exact_counted(&mut h)?;
+        let NewcFields {
+            mode,
+            nlink,
+            filesize,
+            namesize,
+        } = NewcFields::parse(&h, start)?;
+        if namesize == 0 || namesize > MAX_NAME_SIZE {
+            return Err(cpio_err(start, format!("bad name size {namesize}")));
+        }
+        let mut name = vec![0u8; namesize as usize];
+        self.read_exact_counted(&mut name)?;
+        if name.last() != Some(&0) {
+            return Err(cpio_err(start, "entry name not NUL-terminated"));
+        }
+        name.pop();
+        if name == TRAILER {
+            return Ok(None);
+        }
+        self.align4()?;
+        let Some(index) = self.files().find(&name) else {
+            return Err(Error::NotInHeader {
+                name: String::from_utf8_lossy(&name).into_owned(),
+            });
+        };
+        Ok(Some(CpioEntry {
+            index,
+            size: u64::from(filesize),
+            mode,
+            nlink,
+            stripped: false,
+        }))
     }
 
     fn check_entry(&mut self, e: &CpioEntry) -> Result<()> {

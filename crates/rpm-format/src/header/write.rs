@@ -138,7 +138,11 @@ impl HeaderBuilder {
         let trailer_off = store.len() as u32;
         store.extend_from_slice(&region_tag.to_be_bytes());
         store.extend_from_slice(&(TagType::Bin as u32).to_be_bytes());
-        store.extend_from_slice(&(-(16 * il as i32)).to_be_bytes());
+        // -16·il as a two's-complement int32. Wrapping, not `-(16 * il as i32)`, because the
+        // entries are caller-built and an absurd count must not overflow-panic; sizes beyond
+        // rpm's limits are refused by the caller (`plan_rewrite`) after serializing.
+        let region_size = (il as u32).wrapping_mul(16).wrapping_neg();
+        store.extend_from_slice(&region_size.to_be_bytes());
         store.extend_from_slice(&16u32.to_be_bytes());
 
         let mut out = Vec::with_capacity(16 + 16 * il + store.len());
