@@ -4,6 +4,11 @@
 //! `hdrblobVerifyInfo`, so that whatever rpm refuses we refuse too, and a header we accept can be
 //! indexed without further bounds worries. The raw bytes are kept because digests cover them and
 //! copies must be byte-identical.
+//!
+//! Parsing (`read.rs`) and encoding (`write.rs`) are kept apart because they answer to
+//! different masters: the reader to rpm's validation of untrusted input, the writer to
+//! rpmsign's exact layout. This module holds what both share: the types and the typed access
+//! to a parsed header.
 
 use std::collections::HashMap;
 
