@@ -1,76 +1,58 @@
 //! Base64 exactly as rpm writes verity signatures (`rpmBase64Encode` with line length -1 → 64):
 //! standard alphabet with `=` padding, 64 characters per line and a `\n` after every line,
 //! the last one included. The decoder mirrors rpm's: characters outside the alphabet are skipped.
+//!
+//! The codec itself is the `base64` crate; what is ours is only rpm's framing, which that crate
+//! has no option for: the line wrapping on encode, and on decode the skipping of non-alphabet
+//! bytes, `=` as the end of the data, and no demand that unused trailing bits be zero.
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
 
 use crate::error::{Error, Result};
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Input bytes per output line (64 characters).
+/// Input bytes per output line (64 characters). A multiple of 3, so only the last line can
+/// carry padding and lines can be encoded independently.
 const LINE_BYTES: usize = 48;
+
+/// What is left of rpm's text after filtering: alphabet characters only, no padding, trailing
+/// bits as they come.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Encodes with rpm's line wrapping. Empty input gives an empty string.
 pub fn encode_wrapped(data: &[u8]) -> String {
     let lines = data.len().div_ceil(LINE_BYTES);
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4 + lines);
     for line in data.chunks(LINE_BYTES) {
-        for c in line.chunks(3) {
-            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-            out.push(ALPHABET[(n >> 18) as usize & 63] as char);
-            out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-            out.push(if c.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63] as char
-            } else {
-                '='
-            });
-            out.push(if c.len() > 2 {
-                ALPHABET[n as usize & 63] as char
-            } else {
-                '='
-            });
-        }
+        STANDARD.encode_string(line, &mut out);
         out.push('\n');
     }
     out
 }
 
-fn value(c: u8) -> Option<u32> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    } as u32)
-}
-
 /// Decodes, skipping anything outside the alphabet (newlines, spaces); `=` ends the data.
 pub fn decode_lenient(text: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc = 0u32;
-    let mut n = 0;
-    for &c in text {
-        if c == b'=' {
-            break;
-        }
-        let Some(v) = value(c) else { continue };
-        acc = acc << 6 | v;
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
-        }
+    let symbols: Vec<u8> = text
+        .iter()
+        .copied()
+        .take_while(|&c| c != b'=')
+        .filter(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        .collect();
+    // A lone sixth of a byte cannot be decoded; the crate would say "invalid length", rpm's
+    // wording is kept instead.
+    if symbols.len() % 4 == 1 {
+        return Err(Error::Base64("dangling character at the end".into()));
     }
-    match n {
-        0 => {}
-        1 => return Err(Error::Base64("dangling character at the end".into())),
-        2 => out.push((acc >> 4) as u8),
-        _ => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-    }
-    Ok(out)
+    LENIENT
+        .decode(&symbols)
+        .map_err(|e| Error::Base64(e.to_string()))
 }
 
 #[cfg(test)]
@@ -112,5 +94,41 @@ mod tests {
         let junk = s.replace('\n', " \r\n\t*");
         assert_eq!(decode_lenient(junk.as_bytes()).unwrap(), data);
         assert!(decode_lenient(b"A").is_err());
+    }
+
+    /// Fixed vectors for both directions: bytes 0..100 as rpm would wrap them (two full lines
+    /// and a padded third, each ending in `\n`; cross-checked with Python's `base64`), and
+    /// rpm-style leniency on the way back.
+    #[test]
+    fn known_vectors_both_ways() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let wrapped = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n\
+                       MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f\n\
+                       YGFiYw==\n";
+        assert_eq!(encode_wrapped(&data), wrapped);
+        assert_eq!(decode_lenient(wrapped.as_bytes()).unwrap(), data);
+        for (text, want) in [
+            // whitespace and other non-alphabet bytes anywhere
+            (&b" Zm9v\r\nYmFy \t"[..], &b"foobar"[..]),
+            (b"Zm\x009v-Y.m*F\xffy", b"foobar"),
+            // padding optional; `=` ends the data, whatever follows
+            (b"Zm8", b"fo"),
+            (b"Zm8=garbage", b"fo"),
+            (b"Zg==\nZm9v\n", b"f"),
+            // non-zero trailing bits are ignored, as rpm does
+            (b"Zh==", b"f"),
+            (b"Zm9=", b"fo"),
+            (b"", b""),
+            (b"\n\n", b""),
+        ] {
+            assert_eq!(decode_lenient(text).unwrap(), want, "{text:?}");
+        }
+        for bad in [&b"A"[..], b"Zm9vY", b"Zm9vY===", b" a \n"] {
+            let e = decode_lenient(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "invalid base64: dangling character at the end"
+            );
+        }
     }
 }

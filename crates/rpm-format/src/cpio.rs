@@ -7,6 +7,7 @@ use std::io::{self, BufRead, Read};
 
 use crate::error::{Error, Result};
 use crate::files::FileList;
+use crate::reader::{read_full, Reader};
 
 /// Longest entry name accepted (rpm paths are bounded by PATH_MAX anyway).
 pub const MAX_NAME_SIZE: u32 = 64 * 1024;
@@ -48,12 +49,47 @@ fn cpio_err(offset: u64, msg: impl Into<String>) -> Error {
     }
 }
 
-fn hex8(b: &[u8], offset: u64) -> Result<u32> {
+/// One 8-digit hex field of a cpio header.
+fn hex8(r: &mut Reader, offset: u64) -> Result<u32> {
+    let b = r
+        .take(8)
+        .ok_or_else(|| cpio_err(offset, "truncated header field"))?;
     let s = std::str::from_utf8(b).map_err(|_| cpio_err(offset, "non-hex header field"))?;
     if s.len() != 8 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(cpio_err(offset, format!("bad header field {s:?}")));
     }
     u32::from_str_radix(s, 16).map_err(|_| cpio_err(offset, "bad header field"))
+}
+
+/// Bytes of a newc header after the magic: 13 fields of 8 hex digits.
+const NEWC_FIELDS_LEN: usize = 13 * 8;
+
+/// The newc header fields the reader uses. The others (ino, uid, gid, mtime, device numbers,
+/// checksum) are still required to be hex: a header that is not is corrupt, and saying so at
+/// its offset is more useful than a confusing error further on.
+struct NewcFields {
+    mode: u32,
+    nlink: u32,
+    filesize: u32,
+    namesize: u32,
+}
+
+impl NewcFields {
+    fn parse(h: &[u8; NEWC_FIELDS_LEN], offset: u64) -> Result<NewcFields> {
+        let mut r = Reader::new(h);
+        let mut f = [0u32; 13];
+        for v in f.iter_mut() {
+            *v = hex8(&mut r, offset)?;
+        }
+        // ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
+        // rdevminor, namesize, check: constant indices into a fixed array cannot fail.
+        Ok(NewcFields {
+            mode: f[1],
+            nlink: f[4],
+            filesize: f[6],
+            namesize: f[11],
+        })
+    }
 }
 
 impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
@@ -85,19 +121,12 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
     }
 
     fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<()> {
-        let mut got = 0;
-        while got < buf.len() {
-            match self.inner.read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(cpio_err(
-                        self.pos + got as u64,
-                        "truncated archive (unexpected end of payload)",
-                    ))
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::from_io("payload", e)),
-            }
+        let got = read_full(&mut self.inner, buf).map_err(|e| Error::from_io("payload", e))?;
+        if got < buf.len() {
+            return Err(cpio_err(
+                self.pos + got as u64,
+                "truncated archive (unexpected end of payload)",
+            ));
         }
         self.pos += buf.len() as u64;
         Ok(())
@@ -134,68 +163,8 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
         let mut magic = [0u8; 6];
         self.read_exact_counted(&mut magic)?;
         let entry = match &magic {
-            b"07070X" => {
-                let mut idx = [0u8; 8];
-                self.read_exact_counted(&mut idx)?;
-                let idx = hex8(&idx, start)?;
-                if idx == u32::MAX {
-                    return self.finish_archive();
-                }
-                let index = idx as usize;
-                if index >= self.files().len() {
-                    return Err(cpio_err(
-                        start,
-                        format!(
-                            "stripped entry index {idx} out of range ({} files)",
-                            self.files().len()
-                        ),
-                    ));
-                }
-                self.align4()?;
-                let size = self.files().stripped_entry_size(index);
-                let mode = self.files().files()[index].mode as u32;
-                CpioEntry {
-                    index,
-                    size,
-                    mode,
-                    nlink: 1,
-                    stripped: true,
-                }
-            }
-            b"070701" | b"070702" => {
-                let mut h = [0u8; 104];
-                self.read_exact_counted(&mut h)?;
-                let mut f = [0u32; 13];
-                for (i, v) in f.iter_mut().enumerate() {
-                    *v = hex8(&h[8 * i..8 * i + 8], start)?;
-                }
-                let (mode, nlink, filesize, namesize) = (f[1], f[4], f[6] as u64, f[11]);
-                if namesize == 0 || namesize > MAX_NAME_SIZE {
-                    return Err(cpio_err(start, format!("bad name size {namesize}")));
-                }
-                let mut name = vec![0u8; namesize as usize];
-                self.read_exact_counted(&mut name)?;
-                if name.last() != Some(&0) {
-                    return Err(cpio_err(start, "entry name not NUL-terminated"));
-                }
-                name.pop();
-                if name == TRAILER {
-                    return self.finish_archive();
-                }
-                self.align4()?;
-                let Some(index) = self.files().find(&name) else {
-                    return Err(Error::NotInHeader {
-                        name: String::from_utf8_lossy(&name).into_owned(),
-                    });
-                };
-                CpioEntry {
-                    index,
-                    size: filesize,
-                    mode,
-                    nlink,
-                    stripped: false,
-                }
-            }
+            b"07070X" => self.stripped_entry(start)?,
+            b"070701" | b"070702" => self.newc_entry(start)?,
             _ => {
                 return Err(cpio_err(
                     start,
@@ -203,15 +172,89 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
                 ))
             }
         };
+        let Some(entry) = entry else {
+            return self.finish_archive();
+        };
         self.check_entry(&entry)?;
         self.remaining = entry.size;
         Ok(Some(entry))
     }
 
+    /// The rest of a `07070X` entry (its index), positioned at the data; `None` for the
+    /// `ffffffff` end marker. Size and mode come from the header, as the entry has neither.
+    fn stripped_entry(&mut self, start: u64) -> Result<Option<CpioEntry>> {
+        let mut idx = [0u8; 8];
+        self.read_exact_counted(&mut idx)?;
+        let idx = hex8(&mut Reader::new(&idx), start)?;
+        if idx == u32::MAX {
+            return Ok(None);
+        }
+        let index = idx as usize;
+        if index >= self.files().len() {
+            return Err(cpio_err(
+                start,
+                format!(
+                    "stripped entry index {idx} out of range ({} files)",
+                    self.files().len()
+                ),
+            ));
+        }
+        self.align4()?;
+        let size = self.files().stripped_entry_size(index);
+        let mode = self.files().get(index).map_or(0, |f| f.mode as u32);
+        Ok(Some(CpioEntry {
+            index,
+            size,
+            mode,
+            nlink: 1,
+            stripped: true,
+        }))
+    }
+
+    /// The rest of a newc entry (fields and name), positioned at the data; `None` for the
+    /// trailer.
+    fn newc_entry(&mut self, start: u64) -> Result<Option<CpioEntry>> {
+        let mut h = [0u8; NEWC_FIELDS_LEN];
+        self.read_exact_counted(&mut h)?;
+        let NewcFields {
+            mode,
+            nlink,
+            filesize,
+            namesize,
+        } = NewcFields::parse(&h, start)?;
+        if namesize == 0 || namesize > MAX_NAME_SIZE {
+            return Err(cpio_err(start, format!("bad name size {namesize}")));
+        }
+        let mut name = vec![0u8; namesize as usize];
+        self.read_exact_counted(&mut name)?;
+        if name.last() != Some(&0) {
+            return Err(cpio_err(start, "entry name not NUL-terminated"));
+        }
+        name.pop();
+        if name == TRAILER {
+            return Ok(None);
+        }
+        self.align4()?;
+        let Some(index) = self.files().find(&name) else {
+            return Err(Error::NotInHeader {
+                name: String::from_utf8_lossy(&name).into_owned(),
+            });
+        };
+        Ok(Some(CpioEntry {
+            index,
+            size: u64::from(filesize),
+            mode,
+            nlink,
+            stripped: false,
+        }))
+    }
+
     fn check_entry(&mut self, e: &CpioEntry) -> Result<()> {
         let files: &FileList = self.files.borrow();
-        let f = &files.files()[e.index];
-        if self.seen[e.index] {
+        let (Some(f), Some(&seen)) = (files.get(e.index), self.seen.get(e.index)) else {
+            return Err(cpio_err(self.pos, format!("no header file {}", e.index)));
+        };
+        if seen {
             return Err(Error::DuplicateEntry {
                 path: f.path_lossy(),
             });
@@ -563,6 +606,42 @@ mod tests {
             collect(&v, &fl),
             Err(Error::MissingFromPayload { .. })
         ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// A good archive with bytes overwritten (header fields turn into any hex or non-hex
+        /// value) is an error or a valid archive, never a panic; likewise for the stripped
+        /// form, whose indices come straight from the input.
+        #[test]
+        fn corrupted_archives_never_panic(
+            stripped_form in proptest::prelude::any::<bool>(),
+            edits in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<proptest::sample::Index>(),
+                    proptest::sample::select(b"0123456789abcdefABCDEFXxg\0\xff".to_vec()),
+                ),
+                1..8,
+            ),
+        ) {
+            let (mut v, fl) = if stripped_form {
+                let mut v = Vec::new();
+                stripped(&mut v, 2, b"ccc");
+                stripped(&mut v, 3, b"");
+                stripped(&mut v, 0, b"");
+                stripped(&mut v, 1, b"hello");
+                trailer(&mut v);
+                (v, files())
+            } else {
+                (good_archive(), files())
+            };
+            let n = v.len();
+            for (at, byte) in edits {
+                v[at.index(n)] = byte;
+            }
+            let _ = collect(&v, &fl);
+        }
     }
 
     #[test]

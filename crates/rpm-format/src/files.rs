@@ -232,8 +232,12 @@ impl FileList {
 
     /// Bytes of file `i` stored in a stripped (07070X) payload entry: the header size, except
     /// that only the last member of a hardlink set carries data (rpm `rpmfiArchiveReadHeader`).
+    /// An index beyond the list gives 0 rather than a panic; the cpio reader checks the index
+    /// before asking.
     pub fn stripped_entry_size(&self, i: usize) -> u64 {
-        let f = &self.files[i];
+        let Some(f) = self.files.get(i) else {
+            return 0;
+        };
         match self.hardlink_set(i) {
             Some(set) if set.last() != Some(&i) => 0,
             _ => f.size,

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::header::Header;
+use crate::reader::Reader;
 use crate::tags;
 
 pub const LEAD_SIZE: usize = 96;
@@ -25,26 +26,17 @@ pub struct Lead {
     pub reserved: [u8; 16],
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
 impl Lead {
     /// Accepts what rpm's `rpmLeadCheck` accepts: magic, sigtype 5, major 3 or 4.
     pub fn parse(b: &[u8; LEAD_SIZE]) -> Result<Lead> {
-        if b[..4] != LEAD_MAGIC {
+        let mut r = Reader::new(b);
+        if r.array::<4>() != Some(LEAD_MAGIC) {
             return Err(Error::NotRpm("bad lead magic".into()));
         }
-        let lead = Lead {
-            major: b[4],
-            minor: b[5],
-            package_type: be16(b, 6),
-            archnum: be16(b, 8),
-            name: b[10..76].try_into().unwrap_or([0; 66]),
-            osnum: be16(b, 76),
-            signature_type: be16(b, 78),
-            reserved: b[80..96].try_into().unwrap_or([0; 16]),
-        };
+        // The array type guarantees the length, so this error cannot occur; it exists so that
+        // a change of the layout cannot turn into a panic.
+        let lead = Lead::fields(&mut r)
+            .ok_or_else(|| Error::BadLead(format!("lead is not {LEAD_SIZE} bytes")))?;
         if lead.signature_type != SIGTYPE_HEADERSIG {
             return Err(Error::BadLead(format!(
                 "unsupported signature type {}",
@@ -58,6 +50,22 @@ impl Lead {
             )));
         }
         Ok(lead)
+    }
+
+    /// Everything after the magic, which must fill the rest of the lead exactly.
+    fn fields(r: &mut Reader) -> Option<Lead> {
+        let lead = Lead {
+            major: r.u8()?,
+            minor: r.u8()?,
+            package_type: r.be_u16()?,
+            archnum: r.be_u16()?,
+            name: r.array()?,
+            osnum: r.be_u16()?,
+            signature_type: r.be_u16()?,
+            reserved: r.array()?,
+        };
+        r.expect_end()?;
+        Some(lead)
     }
 
     pub fn to_bytes(&self) -> [u8; LEAD_SIZE] {

@@ -15,6 +15,7 @@ pub mod header;
 pub mod lead;
 pub mod package;
 pub mod payload;
+mod reader;
 pub mod sighdr;
 pub mod tags;
 

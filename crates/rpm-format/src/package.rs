@@ -1,16 +1,17 @@
 //! Reading a package front to back in one pass: lead, signature header, main header, then the
 //! payload as a stream whose digests are checked as it goes by.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::files::FileList;
-use crate::header::{read_exact_or, Header, HeaderKind};
+use crate::header::{Header, HeaderKind};
 use crate::lead::{Lead, LEAD_SIZE};
 use crate::payload::{Compressor, PayloadExpectations, PayloadReader, RawPayload};
+use crate::reader::{read_exact_or, read_full};
 use crate::sighdr::{signature_padding, SignatureHeader};
 use crate::tags;
 
@@ -55,23 +56,14 @@ impl<R: Read> Package<R> {
     /// Reads lead and headers without checking digests.
     pub fn open_unverified(mut reader: R) -> Result<Package<R>> {
         let mut lead = [0u8; LEAD_SIZE];
-        let mut got = 0;
-        while got < LEAD_SIZE {
-            match reader.read(&mut lead[got..]) {
-                Ok(0) => {
-                    return Err(Error::NotRpm(format!(
-                        "file too short for an RPM lead ({got} bytes)"
-                    )))
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        what: "lead",
-                        source: e,
-                    })
-                }
-            }
+        let got = read_full(&mut reader, &mut lead).map_err(|e| Error::Io {
+            what: "lead",
+            source: e,
+        })?;
+        if got < LEAD_SIZE {
+            return Err(Error::NotRpm(format!(
+                "file too short for an RPM lead ({got} bytes)"
+            )));
         }
         let lead = Lead::parse(&lead)?;
         let sig = Header::read(&mut reader, HeaderKind::Signature)?;

@@ -4,11 +4,21 @@
 //! `hdrblobVerifyInfo`, so that whatever rpm refuses we refuse too, and a header we accept can be
 //! indexed without further bounds worries. The raw bytes are kept because digests cover them and
 //! copies must be byte-identical.
+//!
+//! Parsing (`read.rs`) and encoding (`write.rs`) are kept apart because they answer to
+//! different masters: the reader to rpm's validation of untrusted input, the writer to
+//! rpmsign's exact layout. This module holds what both share: the types and the typed access
+//! to a parsed header.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use crate::error::{Error, Result};
+use crate::reader::Reader;
+
+mod read;
+mod write;
+
+pub use write::{HeaderBuilder, OwnedEntry};
 
 /// The 8 bytes in front of every header in a package file.
 pub const HEADER_MAGIC: [u8; 8] = [0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
@@ -151,339 +161,7 @@ pub struct Header {
     by_tag: HashMap<u32, usize>,
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn bad(kind: HeaderKind, msg: String) -> Error {
-    Error::BadHeader {
-        what: kind.name(),
-        msg,
-    }
-}
-
-/// Checks il/dl against the limits before anything is allocated.
-fn check_lengths(kind: HeaderKind, il: u32, dl: u32) -> Result<()> {
-    let (il_max, dl_max) = kind.limits();
-    if il > il_max {
-        return Err(bad(
-            kind,
-            format!("index entry count {il} out of range (max {il_max})"),
-        ));
-    }
-    if dl > dl_max {
-        return Err(bad(
-            kind,
-            format!("data length {dl} out of range (max {dl_max})"),
-        ));
-    }
-    let total = 8 + 16 * il as u64 + dl as u64;
-    if total >= HEADER_MAX_BYTES {
-        return Err(bad(kind, format!("header size {total} too large")));
-    }
-    Ok(())
-}
-
-/// Length of the data of one entry, bounded by the end of the store (rpm `dataLength`).
-fn data_len(ty: TagType, count: u32, store: &[u8], offset: usize) -> Option<usize> {
-    let avail = store.get(offset..)?;
-    match ty {
-        TagType::String | TagType::StringArray | TagType::I18nString => {
-            if ty == TagType::String && count != 1 {
-                return None;
-            }
-            let mut pos = 0usize;
-            for _ in 0..count {
-                let nul = avail.get(pos..)?.iter().position(|&b| b == 0)?;
-                pos += nul + 1;
-            }
-            Some(pos)
-        }
-        _ => {
-            let size = ty.element_size()?;
-            let len = size.checked_mul(count as usize)?;
-            if len > avail.len() {
-                return None;
-            }
-            Some(len)
-        }
-    }
-}
-
 impl Header {
-    /// Parses a package header (starting with the 8-byte magic) from a byte slice. Returns the
-    /// header and the number of bytes it occupies (without the signature header's padding).
-    pub fn parse(bytes: &[u8], kind: HeaderKind) -> Result<(Header, usize)> {
-        if bytes.len() < 16 {
-            return Err(Error::Truncated {
-                what: kind.name(),
-                needed: 16,
-                got: bytes.len() as u64,
-            });
-        }
-        if bytes[..8] != HEADER_MAGIC {
-            return Err(bad(kind, "bad header magic".into()));
-        }
-        let il = be32(bytes, 8);
-        let dl = be32(bytes, 12);
-        check_lengths(kind, il, dl)?;
-        let total = 16 + 16 * il as usize + dl as usize;
-        if bytes.len() < total {
-            return Err(Error::Truncated {
-                what: kind.name(),
-                needed: total as u64,
-                got: bytes.len() as u64,
-            });
-        }
-        let h = Header::from_raw(bytes[..total].to_vec(), 8, kind)?;
-        Ok((h, total))
-    }
-
-    /// Reads a package header (magic first) from a stream, reading exactly its size and no
-    /// more; the signature header's padding is left to the caller.
-    pub fn read<R: Read>(r: &mut R, kind: HeaderKind) -> Result<Header> {
-        let mut intro = [0u8; 16];
-        read_exact_or(r, &mut intro, kind.name())?;
-        if intro[..8] != HEADER_MAGIC {
-            return Err(bad(kind, "bad header magic".into()));
-        }
-        let il = be32(&intro, 8);
-        let dl = be32(&intro, 12);
-        check_lengths(kind, il, dl)?;
-        let rest = 16 * il as usize + dl as usize;
-        // Grow as data actually arrives: a truncated file claiming a 255 MiB header must not
-        // cost 255 MiB.
-        let mut raw = Vec::with_capacity(16 + rest.min(1 << 20));
-        raw.extend_from_slice(&intro);
-        let got = r
-            .take(rest as u64)
-            .read_to_end(&mut raw)
-            .map_err(|e| Error::Io {
-                what: kind.name(),
-                source: e,
-            })?;
-        if got != rest {
-            return Err(Error::Truncated {
-                what: kind.name(),
-                needed: (16 + rest) as u64,
-                got: (16 + got) as u64,
-            });
-        }
-        Header::from_raw(raw, 8, kind)
-    }
-
-    /// Parses a header blob as rpm stores it in its database (sqlite `Packages.blob`, ndb,
-    /// bdb): no magic, starts with il and dl; the region is optional and dribbles (entries after
-    /// the region, e.g. install-time tags and merged signature tags) override region entries.
-    pub fn from_rpmdb_blob(blob: &[u8]) -> Result<Header> {
-        let kind = HeaderKind::Database;
-        if blob.len() < 8 {
-            return Err(Error::Truncated {
-                what: kind.name(),
-                needed: 8,
-                got: blob.len() as u64,
-            });
-        }
-        let il = be32(blob, 0);
-        let dl = be32(blob, 4);
-        check_lengths(kind, il, dl)?;
-        let total = 8 + 16 * il as usize + dl as usize;
-        if blob.len() != total {
-            return Err(bad(
-                kind,
-                format!(
-                    "blob size {} does not match 8 + 16 * il({il}) + dl({dl})",
-                    blob.len()
-                ),
-            ));
-        }
-        Header::from_raw(blob.to_vec(), 0, kind)
-    }
-
-    fn from_raw(raw: Vec<u8>, magic_len: usize, kind: HeaderKind) -> Result<Header> {
-        let il = be32(&raw, magic_len) as usize;
-        let dl = be32(&raw, magic_len + 4) as usize;
-        let index_start = magic_len + 8;
-        let store_start = index_start + 16 * il;
-        debug_assert_eq!(raw.len(), store_start + dl);
-        let mut raw_entries = Vec::with_capacity(il);
-        for i in 0..il {
-            let at = index_start + 16 * i;
-            raw_entries.push((
-                be32(&raw, at),
-                be32(&raw, at + 4),
-                be32(&raw, at + 8) as i32,
-                be32(&raw, at + 12),
-            ));
-        }
-        let store = &raw[store_start..];
-
-        // Region (hdrblobVerifyRegion).
-        let mut region = None;
-        if il < 1 {
-            if kind != HeaderKind::Database {
-                return Err(bad(kind, "region: no tags".into()));
-            }
-        } else {
-            let (tag, ty, offset, count) = raw_entries[0];
-            let expected = match kind {
-                HeaderKind::Signature => Some(TAG_HEADERSIGNATURES),
-                HeaderKind::Main => Some(TAG_HEADERIMMUTABLE),
-                HeaderKind::Database => None,
-            };
-            let is_region = match expected {
-                Some(t) => tag == t,
-                None => matches!(
-                    tag,
-                    TAG_HEADERSIGNATURES | TAG_HEADERIMMUTABLE | TAG_HEADERIMAGE
-                ),
-            };
-            if is_region {
-                if ty != TagType::Bin as u32 || count != REGION_TAG_COUNT {
-                    return Err(bad(
-                        kind,
-                        format!(
-                            "region tag: BAD, tag {tag} type {ty} offset {offset} count {count}"
-                        ),
-                    ));
-                }
-                if offset < 0 || offset as i64 + 16 > dl as i64 {
-                    return Err(bad(
-                        kind,
-                        format!("region offset {offset} outside the data store ({dl} bytes)"),
-                    ));
-                }
-                let off = offset as usize;
-                let t_tag = be32(store, off);
-                let t_ty = be32(store, off + 4);
-                let t_off = (be32(store, off + 8) as i32).wrapping_neg();
-                let t_count = be32(store, off + 12);
-                let t_tag_fixed = if kind == HeaderKind::Signature && t_tag == TAG_HEADERIMAGE {
-                    TAG_HEADERSIGNATURES
-                } else {
-                    t_tag
-                };
-                if t_tag_fixed != tag || t_ty != TagType::Bin as u32 || t_count != REGION_TAG_COUNT
-                {
-                    return Err(bad(
-                        kind,
-                        format!(
-                            "region trailer: BAD, tag {t_tag} type {t_ty} offset {t_off} count {t_count}"
-                        ),
-                    ));
-                }
-                let rdl = off + 16;
-                if t_off < 0 || t_off % 16 != 0 || (t_off / 16) as usize > il {
-                    return Err(bad(
-                        kind,
-                        format!("region size: BAD, trailer offset {t_off}, il {il}"),
-                    ));
-                }
-                let ril = (t_off / 16) as usize;
-                if ril < 1 {
-                    return Err(bad(kind, "region covers no entries".into()));
-                }
-                if kind != HeaderKind::Database && (ril != il || rdl != dl) {
-                    return Err(bad(
-                        kind,
-                        format!("region: tag number mismatch il {il} ril {ril} dl {dl} rdl {rdl}"),
-                    ));
-                }
-                region = Some(Region { tag, ril, rdl });
-            } else if kind != HeaderKind::Database {
-                return Err(bad(
-                    kind,
-                    format!(
-                        "no region tag {} (not a v4 package header)",
-                        expected.unwrap_or(0)
-                    ),
-                ));
-            }
-        }
-
-        // Remaining entries (hdrblobVerifyInfo).
-        let mut entries = Vec::with_capacity(il);
-        let first = if let Some(r) = region {
-            let (tag, _, offset, count) = raw_entries[0];
-            entries.push(IndexEntry {
-                tag,
-                ty: TagType::Bin,
-                offset,
-                count,
-                len: 16,
-            });
-            let _ = r;
-            1
-        } else {
-            0
-        };
-        let mut end: i64 = 0;
-        for (i, &(tag, ty, offset, count)) in raw_entries.iter().enumerate().skip(first) {
-            let fail = |why: &str| {
-                bad(
-                    kind,
-                    format!(
-                        "tag[{i}]: BAD ({why}), tag {tag} type {ty} offset {offset} count {count}"
-                    ),
-                )
-            };
-            if end > offset as i64 {
-                return Err(fail("data overlaps the previous entry"));
-            }
-            if tag < MIN_REGULAR_TAG {
-                return Err(fail("tag number below 100"));
-            }
-            let Some(tty) = TagType::from_u32(ty) else {
-                return Err(fail("unknown type"));
-            };
-            if count < 1 || count as usize > dl {
-                return Err(fail("count out of range"));
-            }
-            if offset < 0 || offset as usize > dl {
-                return Err(fail("offset outside the data store"));
-            }
-            let off = offset as usize;
-            if off % tty.alignment() != 0 {
-                return Err(fail("misaligned data"));
-            }
-            if tty != TagType::Bin && count > MAX_ARRAY_COUNT {
-                return Err(fail("array count too large"));
-            }
-            let Some(len) = data_len(tty, count, store, off) else {
-                return Err(fail("data does not fit in the store"));
-            };
-            if len == 0 {
-                return Err(fail("empty data"));
-            }
-            end = (off + len) as i64;
-            if let Some(r) = region {
-                if end > (r.rdl - 16) as i64 && off < r.rdl {
-                    return Err(fail("data overlaps the region trailer"));
-                }
-            }
-            entries.push(IndexEntry {
-                tag,
-                ty: tty,
-                offset,
-                count,
-                len,
-            });
-        }
-        let mut by_tag = HashMap::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate().skip(first) {
-            by_tag.insert(e.tag, i);
-        }
-        Ok(Header {
-            raw,
-            magic_len,
-            il,
-            dl,
-            entries,
-            region,
-            by_tag,
-        })
-    }
-
     /// The header bytes exactly as read (magic included for package headers).
     pub fn raw(&self) -> &[u8] {
         &self.raw
@@ -518,27 +196,53 @@ impl Header {
     /// Entries that carry data (region entry excluded), sorted by tag: the effective tag set,
     /// dribbles replacing region entries with the same tag.
     pub fn tags(&self) -> Vec<IndexEntry> {
-        let mut v: Vec<IndexEntry> = self.by_tag.values().map(|&i| self.entries[i]).collect();
+        let mut v: Vec<IndexEntry> = self
+            .by_tag
+            .values()
+            .filter_map(|&i| self.entries.get(i).copied())
+            .collect();
         v.sort_by_key(|e| e.tag);
         v
     }
 
     fn store(&self) -> &[u8] {
-        &self.raw[self.magic_len + 8 + 16 * self.il..]
+        let mut r = Reader::new(&self.raw);
+        // Cannot fail for a parsed header; an empty store is the harmless answer if it did.
+        r.skip(self.magic_len + 8 + 16 * self.il)
+            .map_or(&[], |()| r.rest())
     }
 
     pub fn entry(&self, tag: u32) -> Option<&IndexEntry> {
-        self.by_tag.get(&tag).map(|&i| &self.entries[i])
+        self.by_tag.get(&tag).and_then(|&i| self.entries.get(i))
     }
 
     pub fn contains(&self, tag: u32) -> bool {
         self.by_tag.contains_key(&tag)
     }
 
-    /// The raw data bytes of an entry (validated at parse time).
+    /// The raw data bytes of an entry. Entries this header handed out were validated at parse
+    /// time; since [`IndexEntry`] has public fields, one built or altered by the caller may
+    /// point outside the store, and then the answer is an empty slice rather than a panic
+    /// ([`Header::try_entry_data`] reports it as an error).
     pub fn entry_data(&self, e: &IndexEntry) -> &[u8] {
-        let off = e.offset as usize;
-        &self.store()[off..off + e.len]
+        self.try_entry_data(e).unwrap_or_default()
+    }
+
+    /// As [`Header::entry_data`], with an entry that does not lie inside the data store being an
+    /// error.
+    pub fn try_entry_data(&self, e: &IndexEntry) -> Result<&[u8]> {
+        let mut r = Reader::new(self.store());
+        usize::try_from(e.offset)
+            .ok()
+            .and_then(|off| r.skip(off))
+            .and_then(|()| r.take(e.len))
+            .ok_or_else(|| Error::BadHeader {
+                what: "header entry",
+                msg: format!(
+                    "tag {} data (offset {}, {} bytes) outside the data store ({} bytes)",
+                    e.tag, e.offset, e.len, self.dl
+                ),
+            })
     }
 
     fn typed(&self, tag: u32, want: &[TagType]) -> Result<Option<(&IndexEntry, &[u8])>> {
@@ -549,31 +253,30 @@ impl Header {
             return Err(Error::TagType {
                 tag,
                 found: e.ty as u32,
-                expected: want[0] as u32,
+                expected: want.first().map_or(0, |&t| t as u32),
             });
         }
-        Ok(Some((e, self.entry_data(e))))
+        Ok(Some((e, self.try_entry_data(e)?)))
     }
 
     pub fn get_u16s(&self, tag: u32) -> Result<Option<Vec<u16>>> {
         Ok(self.typed(tag, &[TagType::Int16])?.map(|(_, d)| {
-            d.chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect()
+            let mut r = Reader::new(d);
+            std::iter::from_fn(|| r.be_u16()).collect()
         }))
     }
 
     pub fn get_u32s(&self, tag: u32) -> Result<Option<Vec<u32>>> {
-        Ok(self
-            .typed(tag, &[TagType::Int32])?
-            .map(|(_, d)| d.chunks_exact(4).map(|c| be32(c, 0)).collect()))
+        Ok(self.typed(tag, &[TagType::Int32])?.map(|(_, d)| {
+            let mut r = Reader::new(d);
+            std::iter::from_fn(|| r.be_u32()).collect()
+        }))
     }
 
     pub fn get_u64s(&self, tag: u32) -> Result<Option<Vec<u64>>> {
         Ok(self.typed(tag, &[TagType::Int64])?.map(|(_, d)| {
-            d.chunks_exact(8)
-                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect()
+            let mut r = Reader::new(d);
+            std::iter::from_fn(|| r.be_u64()).collect()
         }))
     }
 
@@ -633,183 +336,6 @@ impl Header {
             .typed(tag, &[TagType::Bin, TagType::Char, TagType::Int8])?
             .map(|(_, d)| d))
     }
-}
-
-pub(crate) fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], what: &'static str) -> Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => {
-                return Err(Error::Truncated {
-                    what,
-                    needed: buf.len() as u64,
-                    got: got as u64,
-                })
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Io { what, source: e }),
-        }
-    }
-    Ok(())
-}
-
-/// An owned entry for building headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedEntry {
-    pub tag: u32,
-    pub ty: TagType,
-    pub count: u32,
-    /// Data exactly as stored on disk (big-endian integers, NUL-terminated strings).
-    pub data: Vec<u8>,
-}
-
-impl OwnedEntry {
-    pub fn u32s(tag: u32, vals: &[u32]) -> OwnedEntry {
-        OwnedEntry {
-            tag,
-            ty: TagType::Int32,
-            count: vals.len() as u32,
-            data: vals.iter().flat_map(|v| v.to_be_bytes()).collect(),
-        }
-    }
-    pub fn u64s(tag: u32, vals: &[u64]) -> OwnedEntry {
-        OwnedEntry {
-            tag,
-            ty: TagType::Int64,
-            count: vals.len() as u32,
-            data: vals.iter().flat_map(|v| v.to_be_bytes()).collect(),
-        }
-    }
-    pub fn string(tag: u32, s: &str) -> OwnedEntry {
-        let mut data = s.as_bytes().to_vec();
-        data.push(0);
-        OwnedEntry {
-            tag,
-            ty: TagType::String,
-            count: 1,
-            data,
-        }
-    }
-    pub fn string_array<S: AsRef<[u8]>>(tag: u32, items: &[S]) -> OwnedEntry {
-        let mut data = Vec::new();
-        for s in items {
-            data.extend_from_slice(s.as_ref());
-            data.push(0);
-        }
-        OwnedEntry {
-            tag,
-            ty: TagType::StringArray,
-            count: items.len() as u32,
-            data,
-        }
-    }
-    pub fn bin(tag: u32, bytes: &[u8]) -> OwnedEntry {
-        OwnedEntry {
-            tag,
-            ty: TagType::Bin,
-            count: bytes.len() as u32,
-            data: bytes.to_vec(),
-        }
-    }
-}
-
-/// A mutable set of tags, serialized the way rpm's `headerExport` of a region-less header and
-/// `headerReload` do: entries and data in ascending tag order, each datum aligned for its type,
-/// a fresh region entry first and its trailer as the last 16 bytes of the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderBuilder {
-    entries: Vec<OwnedEntry>,
-}
-
-impl HeaderBuilder {
-    pub fn new() -> HeaderBuilder {
-        HeaderBuilder::default()
-    }
-
-    /// Copies the effective tags of a parsed header, dropping its region (rpm's
-    /// `unloadImmutableRegion`).
-    pub fn from_header(h: &Header) -> HeaderBuilder {
-        let entries = h
-            .tags()
-            .iter()
-            .map(|e| OwnedEntry {
-                tag: e.tag,
-                ty: e.ty,
-                count: e.count,
-                data: h.entry_data(e).to_vec(),
-            })
-            .collect();
-        HeaderBuilder { entries }
-    }
-
-    /// Adds or replaces a tag.
-    pub fn put(&mut self, e: OwnedEntry) {
-        self.remove(e.tag);
-        let pos = self.entries.partition_point(|x| x.tag < e.tag);
-        self.entries.insert(pos, e);
-    }
-
-    pub fn remove(&mut self, tag: u32) -> Option<OwnedEntry> {
-        let pos = self.entries.iter().position(|x| x.tag == tag)?;
-        Some(self.entries.remove(pos))
-    }
-
-    pub fn get(&self, tag: u32) -> Option<&OwnedEntry> {
-        self.entries.iter().find(|x| x.tag == tag)
-    }
-
-    pub fn entries(&self) -> &[OwnedEntry] {
-        &self.entries
-    }
-
-    /// rpm's `headerSizeof(h, HEADER_MAGIC_YES)` of a region-less header: magic + il + dl, then
-    /// per entry (ascending tag) alignment padding + 16 index bytes + data.
-    pub fn size_without_region(&self) -> usize {
-        let mut size = 16usize;
-        for e in &self.entries {
-            size += align_pad(size, e.ty);
-            size += 16 + e.data.len();
-        }
-        size
-    }
-
-    /// Serializes with a region entry (tag `region_tag`), magic included, no padding.
-    pub fn serialize(&self, region_tag: u32) -> Vec<u8> {
-        let mut store = Vec::new();
-        let mut index = Vec::with_capacity(16 * (self.entries.len() + 1));
-        for e in &self.entries {
-            let pad = align_pad(store.len(), e.ty);
-            store.resize(store.len() + pad, 0);
-            index.push((e.tag, e.ty as u32, store.len() as u32, e.count));
-            store.extend_from_slice(&e.data);
-        }
-        let il = self.entries.len() + 1;
-        let trailer_off = store.len() as u32;
-        store.extend_from_slice(&region_tag.to_be_bytes());
-        store.extend_from_slice(&(TagType::Bin as u32).to_be_bytes());
-        store.extend_from_slice(&(-(16 * il as i32)).to_be_bytes());
-        store.extend_from_slice(&16u32.to_be_bytes());
-
-        let mut out = Vec::with_capacity(16 + 16 * il + store.len());
-        out.extend_from_slice(&HEADER_MAGIC);
-        out.extend_from_slice(&(il as u32).to_be_bytes());
-        out.extend_from_slice(&(store.len() as u32).to_be_bytes());
-        for (tag, ty, off, count) in
-            std::iter::once((region_tag, TagType::Bin as u32, trailer_off, 16)).chain(index)
-        {
-            for v in [tag, ty, off, count] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&store);
-        out
-    }
-}
-
-fn align_pad(pos: usize, ty: TagType) -> usize {
-    let a = ty.alignment();
-    (a - pos % a) % a
 }
 
 #[cfg(test)]
