@@ -173,7 +173,7 @@ pub enum ResolveError {
     /// ENOKEY/EKEYREJECTED/EPERM/EBADMSG on open: a verity file whose signature the kernel
     /// cannot check or accept.
     #[error(transparent)]
-    Verity(fsverity::linux::Error),
+    Verity(fsverity::linux::OpenError),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -568,12 +568,12 @@ pub fn check_verity_file(
     sig_owner: &HashMap<&[u8], String>,
     self_path: &str,
     trusted: &[verity_signing::Certificate],
-) -> Result<VerityVerdict, fsverity::linux::Error> {
+) -> Result<VerityVerdict, fsverity::linux::MeasureError> {
     use fsverity::linux;
-    let digest = linux::measure_verity(file.as_fd())?.ok_or(linux::Error::NoMetadata)?;
+    let digest = linux::measure_verity(file.as_fd())?.ok_or(linux::MeasureError::NoMetadata)?;
     let stored = match linux::read_signature(file.as_fd()) {
         Ok(s) => s,
-        Err(linux::Error::NoMetadata) => None,
+        Err(linux::MeasureError::NoMetadata) => None,
         Err(e) => return Err(e),
     };
     if let Some(stored) = &stored {
