@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             match open(file).and_then(|f| Ok(linux::measure_verity(f.as_fd())?)) {
                 Ok(Some(d)) => println!("{d}"),
                 Ok(None) => println!("not-verity"),
-                Err(e) => return fail(&e.into()),
+                Err(e) => return fail(&e),
             }
             ExitCode::SUCCESS
         }
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             // O_PATH-like access, so use a plain open and report open errors typed.
             match open(file).and_then(|f| Ok(linux::is_verity(f.as_fd())?)) {
                 Ok(v) => println!("{v}"),
-                Err(e) => return fail(&e.into()),
+                Err(e) => return fail(&e),
             }
             ExitCode::SUCCESS
         }
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
                     println!("signature {} bytes sha256 {}", sig.len(), sha256_hex(&sig))
                 }
                 Ok(None) => println!("no-signature"),
-                Err(e) => return fail(&e.into()),
+                Err(e) => return fail(&e),
             }
             ExitCode::SUCCESS
         }
