@@ -2,7 +2,7 @@
 //! measuring verity, reading its metadata, the `.fs-verity` keyring and
 //! `fs.verity.require_signatures`.
 //!
-//! The raw calls live in [`crate::sys`]; this module decides what each errno means for the
+//! The raw calls live in the private `sys` module; this one decides what each errno means for the
 //! operation that got it (see the error types), because a bare errno is what makes rpm's
 //! plugin unhelpful.
 
