@@ -15,14 +15,54 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use fsverity::linux::{self, Error};
+use fsverity::linux::{
+    self, EnableError, IsVerityError, KeyringError, MeasureError, OpenError, SysctlError,
+};
 use fsverity::HashAlgorithm;
 
+/// Any of the library's kernel errors: each operation has its own type, and a step often
+/// chains two (open, then measure).
+#[derive(Debug)]
+enum Error {
+    Open(OpenError),
+    Enable(EnableError),
+    Measure(MeasureError),
+    IsVerity(IsVerityError),
+    Keyring(KeyringError),
+    Sysctl(SysctlError),
+}
+
+macro_rules! from_errors {
+    ($($v:ident($t:ty)),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::$v(e)
+            }
+        }
+    )*};
+}
+from_errors!(
+    Open(OpenError),
+    Enable(EnableError),
+    Measure(MeasureError),
+    IsVerity(IsVerityError),
+    Keyring(KeyringError),
+    Sysctl(SysctlError)
+);
+
+/// Prints the inner error's variant name, errno and message: the guest scripts check those.
 fn fail(e: &Error) -> ExitCode {
-    let debug = format!("{e:?}");
+    let (debug, errno, msg) = match e {
+        Error::Open(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+        Error::Enable(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+        Error::Measure(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+        Error::IsVerity(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+        Error::Keyring(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+        Error::Sysctl(e) => (format!("{e:?}"), e.errno(), e.to_string()),
+    };
     let kind = debug.split([' ', '{', '(']).next().unwrap_or("?");
-    let errno = e.errno().map_or("-".to_string(), |n| n.to_string());
-    println!("error {kind} errno={errno}: {e}");
+    let errno = errno.map_or("-".to_string(), |n| n.to_string());
+    println!("error {kind} errno={errno}: {msg}");
     ExitCode::from(1)
 }
 
@@ -45,9 +85,7 @@ fn main() -> ExitCode {
     match (cmd.as_str(), rest) {
         ("enable", [file, opts @ ..]) => enable(Path::new(file), opts),
         ("measure", [file]) => {
-            match linux::open_readonly(Path::new(file))
-                .and_then(|f| linux::measure_verity(f.as_fd()))
-            {
+            match open(file).and_then(|f| Ok(linux::measure_verity(f.as_fd())?)) {
                 Ok(Some(d)) => println!("{d}"),
                 Ok(None) => println!("not-verity"),
                 Err(e) => return fail(&e),
@@ -57,16 +95,14 @@ fn main() -> ExitCode {
         ("is-verity", [file]) => {
             // Opening a signed verity file whose cert is missing fails; is_verity needs only
             // O_PATH-like access, so use a plain open and report open errors typed.
-            match linux::open_readonly(Path::new(file)).and_then(|f| linux::is_verity(f.as_fd())) {
+            match open(file).and_then(|f| Ok(linux::is_verity(f.as_fd())?)) {
                 Ok(v) => println!("{v}"),
                 Err(e) => return fail(&e),
             }
             ExitCode::SUCCESS
         }
         ("read-sig", [file]) => {
-            match linux::open_readonly(Path::new(file))
-                .and_then(|f| linux::read_signature(f.as_fd()))
-            {
+            match open(file).and_then(|f| Ok(linux::read_signature(f.as_fd())?)) {
                 Ok(Some(sig)) => {
                     println!("signature {} bytes sha256 {}", sig.len(), sha256_hex(&sig))
                 }
@@ -82,7 +118,7 @@ fn main() -> ExitCode {
             };
             match linux::add_certificate(&data) {
                 Ok(id) => println!("key {id}"),
-                Err(e) => return fail(&e),
+                Err(e) => return fail(&e.into()),
             }
             ExitCode::SUCCESS
         }
@@ -94,7 +130,7 @@ fn main() -> ExitCode {
                         println!("key {} {} {}", k.id, k.key_type, k.description);
                     }
                 }
-                Err(e) => return fail(&e),
+                Err(e) => return fail(&e.into()),
             }
             ExitCode::SUCCESS
         }
@@ -103,14 +139,14 @@ fn main() -> ExitCode {
                 println!("{}", u8::from(v));
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail(&e.into()),
         },
         ("require-signatures", [v]) => match linux::set_require_signatures(v == "1") {
             Ok(()) => {
                 println!("ok");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail(&e.into()),
         },
         ("support", []) => {
             let s = linux::kernel_support();
@@ -171,10 +207,19 @@ fn enable(file: &Path, opts: &[String]) -> ExitCode {
     };
     let result = if use_write_fd {
         let w = writer.as_ref().expect("opened above");
-        linux::enable_verity(w.as_fd(), alg, block_size, &salt, sig.as_deref())
+        linux::enable_verity(w.as_fd(), alg, block_size, &salt, sig.as_deref()).map_err(Error::from)
     } else {
         linux::open_readonly(file)
-            .and_then(|f| linux::enable_verity(f.as_fd(), alg, block_size, &salt, sig.as_deref()))
+            .map_err(Error::from)
+            .and_then(|f| {
+                Ok(linux::enable_verity(
+                    f.as_fd(),
+                    alg,
+                    block_size,
+                    &salt,
+                    sig.as_deref(),
+                )?)
+            })
     };
     drop(writer);
     match result {
@@ -184,4 +229,8 @@ fn enable(file: &Path, opts: &[String]) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+fn open(file: &str) -> Result<fs::File, Error> {
+    Ok(linux::open_readonly(Path::new(file))?)
 }

@@ -2,7 +2,7 @@
 
 use sha2::Digest;
 
-use crate::{Error, FileDigest, HashAlgorithm, Params};
+use crate::{Error, FileDigest, HashAlgorithm, Params, MAX_SALT_SIZE};
 
 /// Size of `struct fsverity_descriptor` without the kernel's trailing signature.
 pub const DESCRIPTOR_SIZE: usize = 256;
@@ -81,7 +81,7 @@ impl Descriptor {
             return Err(Error::BadDescriptor("block size out of range"));
         }
         let salt_size = usize::from(b[3]);
-        if salt_size > 32 {
+        if salt_size > MAX_SALT_SIZE {
             return Err(Error::BadDescriptor("salt longer than 32 bytes"));
         }
         let params = Params::new(alg, 1u32 << b[2], &b[80..80 + salt_size])?;

@@ -1,6 +1,9 @@
 //! fs-verity file digests, byte-identical to fsverity-utils (libfsverity).
 //!
 //! Knows nothing about RPM or signing. The kernel interface lives in [`linux`].
+//!
+//! `unsafe` is denied everywhere except in the private `sys` module, which holds every raw
+//! call into the kernel, so that the whole soundness argument of the crate is in one place.
 #![deny(unsafe_code)]
 
 use std::fmt;
@@ -9,6 +12,8 @@ pub mod descriptor;
 pub mod hash;
 pub mod linux;
 pub mod params;
+#[allow(unsafe_code)]
+mod sys;
 pub mod tree;
 
 pub use descriptor::{empty_file_digest, Descriptor, DESCRIPTOR_SIZE};

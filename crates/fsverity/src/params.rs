@@ -52,6 +52,18 @@ pub struct Params {
 }
 
 impl Params {
+    /// The parameters rpm digests and enables every file with: `alg` (rpm's `--verityalgo`),
+    /// [`DEFAULT_BLOCK_SIZE`] blocks, no salt. Infallible, so that callers need not repeat the
+    /// constants or handle an error that cannot happen.
+    pub const fn for_rpm(alg: HashAlgorithm) -> Params {
+        Params {
+            alg,
+            block_size: DEFAULT_BLOCK_SIZE,
+            salt: [0; MAX_SALT_SIZE],
+            salt_len: 0,
+        }
+    }
+
     pub fn new(hash: HashAlgorithm, block_size: u32, salt: &[u8]) -> Result<Params, Error> {
         let bs = u64::from(block_size);
         if !block_size.is_power_of_two() {
@@ -132,11 +144,10 @@ impl Params {
     }
 }
 
-/// SHA-256, 4096-byte blocks, no salt: what rpm uses for every file.
+/// rpm's parameters with rpm's default algorithm, SHA-256.
 impl Default for Params {
     fn default() -> Self {
-        Params::new(HashAlgorithm::Sha256, DEFAULT_BLOCK_SIZE, &[])
-            .expect("default parameters are valid")
+        Params::for_rpm(HashAlgorithm::Sha256)
     }
 }
 
@@ -189,6 +200,17 @@ mod tests {
         assert!(p.salt().is_empty());
         assert!(p.padded_salt().is_empty());
         assert_eq!(p.hashes_per_block(), 128);
+    }
+
+    #[test]
+    fn rpm_params_are_valid_for_every_algorithm() {
+        for alg in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+            let p = Params::for_rpm(alg);
+            assert_eq!(p, Params::new(alg, 4096, &[]).unwrap());
+            assert_eq!(p.hash_algorithm(), alg);
+            assert_eq!(p.block_size(), 4096);
+            assert!(p.salt().is_empty());
+        }
     }
 
     #[test]

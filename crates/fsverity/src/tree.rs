@@ -38,8 +38,8 @@ const SEQUENTIAL_BATCH: usize = 1 << 20;
 const MAP_MIN_SIZE: usize = 4 << 20;
 
 /// Mapped bytes hashed per round before their hashes are folded into the tree: bounds the
-/// hash buffer and the resident mapped pages (see [`crate::linux::MappedFile::release`]: about
-/// 22 MiB peak RSS for any file size) while keeping rounds long enough that waiting for the
+/// hash buffer and the resident mapped pages (see `MappedFile::release` in `sys::mapping`:
+/// about 22 MiB peak RSS for any file size) while keeping rounds long enough that waiting for the
 /// slowest task of a round costs little (64 MiB rounds measured 4 % faster, at 72 MiB RSS).
 const MAP_WINDOW: usize = 16 << 20;
 
@@ -477,8 +477,8 @@ impl DigestBuilder {
     /// [`open_regular_file`] returns), then anything appended since.
     ///
     /// Large files are mapped and their blocks hashed straight from the page cache by all
-    /// threads, which saves the copy a `read()` makes (see [`crate::linux::MappedFile`] for the
-    /// one hazard that brings); small files, files that cannot be mapped and builders already
+    /// threads, which saves the copy a `read()` makes (see `MappedFile` in `sys::mapping` for
+    /// the one hazard that brings); small files, files that cannot be mapped and builders already
     /// holding data go through [`DigestBuilder::read_from_sized`].
     pub fn read_file(
         &mut self,
@@ -489,7 +489,7 @@ impl DigestBuilder {
         let start = self.data_size;
         let mapped = match usize::try_from(size) {
             Ok(len) if len >= MAP_MIN_SIZE && self.data_size == 0 => {
-                crate::linux::MappedFile::map(file, len).ok()
+                crate::sys::mapping::MappedFile::map(file, len).ok()
             }
             _ => None,
         };
@@ -684,7 +684,7 @@ fn hash_mapped_blocks(
     bs: usize,
     blocks: &[u8],
     out: &mut [u8],
-    map: Option<&crate::linux::MappedFile>,
+    map: Option<&crate::sys::mapping::MappedFile>,
 ) -> io::Result<()> {
     let d = hasher.digest_size();
     let n = blocks.len() / bs;

@@ -17,11 +17,6 @@ use anyhow::{anyhow, bail, Context};
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::{CpioReader, FileList, Package, PackageHeaders, PayloadSummary};
 
-/// The Merkle tree parameters rpm uses for every package: 4096-byte blocks, no salt.
-pub fn rpm_params(alg: HashAlgorithm) -> anyhow::Result<Params> {
-    Ok(Params::new(alg, fsverity::DEFAULT_BLOCK_SIZE, &[])?)
-}
-
 /// Files up to this size are read whole and hashed as one job; bigger ones are streamed.
 const WHOLE_FILE_MAX: u64 = 1 << 20;
 /// Chunk size of streamed files, and how many chunks may wait per stream.
@@ -88,7 +83,7 @@ impl Buffers {
 impl HashPool {
     pub fn new(threads: usize, alg: HashAlgorithm) -> anyhow::Result<Arc<HashPool>> {
         let threads = threads.max(1);
-        let params = rpm_params(alg)?;
+        let params = Params::for_rpm(alg);
         let (tx, rx) = mpsc::sync_channel::<Job>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
         let buffers = Arc::new(Buffers::default());
@@ -205,7 +200,7 @@ pub fn digest_package(
     // Reading and checking the raw payload runs on its own thread (`md5 = false`: the legacy
     // MD5 is skipped when the stronger PAYLOADDIGEST exists).
     let (headers, payload) = package.into_payload_threaded(false)?;
-    let params = rpm_params(alg)?;
+    let params = Params::for_rpm(alg);
     let empty = fsverity::empty_file_digest(&params);
 
     let mut cpio = CpioReader::new(payload, &files);

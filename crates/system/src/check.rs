@@ -70,8 +70,7 @@ pub fn userspace_digest(
             Ok(n)
         }
     }
-    let params = fsverity::Params::new(alg, fsverity::params::DEFAULT_BLOCK_SIZE, &[])
-        .map_err(|e| ReadFailure::Io(io::Error::other(e.to_string())))?;
+    let params = fsverity::Params::for_rpm(alg);
     let pos = Arc::new(AtomicU64::new(0));
     let mut b = fsverity::DigestBuilder::new(&params);
     let r = b.read_from_sized(
@@ -153,12 +152,12 @@ pub fn check_verity_file(
     sig_owner: &HashMap<&[u8], String>,
     self_path: &str,
     trusted: &[verity_signing::Certificate],
-) -> Result<VerityVerdict, fsverity::linux::Error> {
+) -> Result<VerityVerdict, fsverity::linux::MeasureError> {
     use fsverity::linux;
-    let digest = linux::measure_verity(file.as_fd())?.ok_or(linux::Error::NoMetadata)?;
+    let digest = linux::measure_verity(file.as_fd())?.ok_or(linux::MeasureError::NoMetadata)?;
     let stored = match linux::read_signature(file.as_fd()) {
         Ok(s) => s,
-        Err(linux::Error::NoMetadata) => None,
+        Err(linux::MeasureError::NoMetadata) => None,
         Err(e) => return Err(e),
     };
     if let Some(stored) = &stored {

@@ -23,7 +23,7 @@ pub enum ResolveError {
     /// ENOKEY/EKEYREJECTED/EPERM/EBADMSG on open: a verity file whose signature the kernel
     /// cannot check or accept.
     #[error(transparent)]
-    Verity(fsverity::linux::Error),
+    Verity(fsverity::linux::OpenError),
     #[error("{0}")]
     Io(io::Error),
 }

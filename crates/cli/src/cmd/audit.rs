@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fsverity::linux::{self, Error as KErr};
+use fsverity::linux::{self, MeasureError, OpenError};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -272,7 +272,7 @@ fn audit_one(
     let opened = match root.open_file(&f.path) {
         Ok(o) => o,
         Err(ResolveError::Missing) => return (Status::Missing, None, None),
-        Err(ResolveError::Verity(KErr::CertNotInKeyring)) => {
+        Err(ResolveError::Verity(OpenError::CertNotInKeyring)) => {
             return (
                 Status::CertMissing,
                 Some(format!(
@@ -283,7 +283,7 @@ fn audit_one(
                 None,
             )
         }
-        Err(ResolveError::Verity(KErr::SignatureRejected)) => {
+        Err(ResolveError::Verity(OpenError::SignatureRejected)) => {
             return (
                 Status::Modified,
                 Some("the kernel rejects the file's stored signature on open".into()),
@@ -301,7 +301,7 @@ fn audit_one(
         Ok(true) => {
             let verdict = match check::check_verity_file(file, sig, sig_owner, path, trusted) {
                 Ok(v) => v,
-                Err(KErr::CertNotInKeyring) => {
+                Err(MeasureError::CertNotInKeyring) => {
                     return (
                         Status::CertMissing,
                         Some("the certificate is not in the .fs-verity keyring".into()),

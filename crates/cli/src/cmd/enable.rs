@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use fsverity::linux::{self, Error as KErr};
+use fsverity::linux::{self, EnableError, MeasureError, OpenError};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -406,7 +406,7 @@ fn enable_one(
     let opened = match ctx.root.open_file(&f.path) {
         Ok(o) => o,
         Err(ResolveError::Missing) => return (Status::Missing, None, None),
-        Err(ResolveError::Verity(KErr::CertNotInKeyring)) => {
+        Err(ResolveError::Verity(OpenError::CertNotInKeyring)) => {
             return (
                 Status::CertMissing,
                 Some(format!(
@@ -444,7 +444,7 @@ fn enable_one(
     let mut attempt = 0;
     let r = loop {
         match linux::enable_verity(file.as_fd(), pkg.algorithm, 4096, &[], Some(sig)) {
-            Err(KErr::FileBusy) if attempt < 20 => {
+            Err(EnableError::FileBusy) if attempt < 20 => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -478,13 +478,13 @@ fn enable_one(
                 ),
             }
         }
-        Err(KErr::AlreadyEnabled) => already(ctx, file, sig, path),
-        Err(KErr::SignatureRejected) => (
+        Err(EnableError::AlreadyEnabled) => already(ctx, file, sig, path),
+        Err(EnableError::SignatureRejected) => (
             Status::Modified,
             Some("content does not match the package's signature (EKEYREJECTED); left unchanged".into()),
             None,
         ),
-        Err(KErr::FileBusy) => (
+        Err(EnableError::FileBusy) => (
             Status::Busy,
             Some("open for writing by some process (ETXTBSY) after 1 s of retries".into()),
             None,
@@ -505,11 +505,11 @@ fn enable_one(
             entry.1 += 1;
             (Status::Unsupported, None, None)
         }
-        Err(KErr::CertNotInKeyring) => {
+        Err(EnableError::CertNotInKeyring) => {
             ctx.missing_signers.lock().unwrap().insert(signer.clone());
             userspace(ctx, file, f.size, pkg, sig, &signer, false)
         }
-        Err(KErr::SignatureRequired) => (
+        Err(EnableError::SignatureRequired) => (
             Status::Refused,
             Some("refused with EPERM: the file is append-only/immutable, or fs.verity.require_signatures=1 rejected it".into()),
             None,
@@ -537,7 +537,7 @@ fn already(ctx: &Ctx, file: &std::fs::File, sig: &[u8], path: &str) -> Outcome {
             Some(format!("verity is on with another signature or none, and the digest cannot be checked: {why}")),
             Some(d),
         ),
-        Err(KErr::CertNotInKeyring) => (
+        Err(MeasureError::CertNotInKeyring) => (
             Status::CertMissing,
             Some("verity is on but its certificate is not in the .fs-verity keyring".into()),
             None,

@@ -216,8 +216,8 @@ pub(crate) fn euid() -> Option<u32> {
 
 /// Why the `.fs-verity` keyring cannot be used, in the user's terms: the kernel lacks the
 /// feature, or we are not root (the keyring is invisible to other users in /proc/keys).
-pub(crate) fn explain_keyring_error(e: linux::Error) -> anyhow::Error {
-    if matches!(e, linux::Error::NoKeyring) {
+pub(crate) fn explain_keyring_error(e: linux::KeyringError) -> anyhow::Error {
+    if matches!(e, linux::KeyringError::NoKeyring) {
         let s = linux::kernel_support();
         if !s.builtin_signatures {
             return anyhow::anyhow!(
@@ -232,7 +232,7 @@ pub(crate) fn explain_keyring_error(e: linux::Error) -> anyhow::Error {
             );
         }
     }
-    if matches!(e, linux::Error::KeyringPermission) && euid() != Some(0) {
+    if matches!(e, linux::KeyringError::KeyringPermission) && euid() != Some(0) {
         return anyhow::anyhow!("not permitted to use the .fs-verity keyring: run this as root");
     }
     anyhow::Error::new(e)
@@ -435,14 +435,14 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 // require-signatures
 // ---------------------------------------------------------------------------------------------
 
-fn explain_sysctl_error(e: linux::Error) -> anyhow::Error {
+fn explain_sysctl_error(e: linux::SysctlError) -> anyhow::Error {
     match e {
-        linux::Error::NoSysctl => anyhow::anyhow!(
+        linux::SysctlError::NoSysctl => anyhow::anyhow!(
             "this kernel has no fs.verity.require_signatures ({} is missing): it needs \
              CONFIG_FS_VERITY=y and CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y",
             linux::REQUIRE_SIGNATURES_SYSCTL
         ),
-        linux::Error::SysctlPermission => anyhow::anyhow!(
+        linux::SysctlError::SysctlPermission => anyhow::anyhow!(
             "not permitted to change fs.verity.require_signatures: run this as root"
         ),
         e => anyhow::Error::new(e),

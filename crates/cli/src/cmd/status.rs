@@ -409,11 +409,11 @@ fn path_status(path: &Path) -> anyhow::Result<PathStatus> {
         _ => String::new(),
     };
     match probe {
-        Err(linux::Error::InvalidArgument) => {
+        Err(linux::EnableError::InvalidArgument) => {
             st.verity = "supported";
             st.detail = format!("{fs_name}: fs-verity can be enabled here{ext4_note}");
         }
-        Err(linux::Error::NotEnabled) => {
+        Err(linux::EnableError::NotEnabled) => {
             st.verity = "feature-off";
             let kernel_has = linux::kernel_support();
             st.detail = if !kernel_has.builtin_signatures && kernel_has.ext4_verity != Some(true) {
@@ -436,7 +436,7 @@ fn path_status(path: &Path) -> anyhow::Result<PathStatus> {
                 )
             };
         }
-        Err(linux::Error::FilesystemUnsupported) => {
+        Err(linux::EnableError::FilesystemUnsupported) => {
             st.verity = "unsupported";
             st.detail = format!(
                 "{fs_name} does not support fs-verity at all (ENOTTY); ext4, f2fs and btrfs do"

@@ -145,7 +145,7 @@ pub(super) fn start_early_copy<R: std::io::Read>(
     let len = match signer.signature_len(hash_alg) {
         Some(len) => len,
         None => {
-            let params = crate::digest::rpm_params(hash_alg)?;
+            let params = fsverity::Params::for_rpm(hash_alg);
             let probe = signer.sign_digests(&[fsverity::empty_file_digest(&params)])?;
             probe.first().map(|s| s.len()).unwrap_or(0)
         }

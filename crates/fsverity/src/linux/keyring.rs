@@ -1,0 +1,237 @@
+//! The `.fs-verity` keyring: the certificates built-in signatures are checked against.
+
+use std::fs;
+use std::io;
+
+use super::KeyringError;
+use crate::sys::keyring::{self as sys, KeySerial, KeyctlRead};
+
+/// Name of the keyring holding the certificates built-in signatures are checked against.
+pub const KEYRING_NAME: &str = ".fs-verity";
+
+/// Bound on the keyring listing: far above any real `.fs-verity` keyring.
+const MAX_KEYS: usize = 65536;
+
+/// One key linked into the keyring, as KEYCTL_DESCRIBE reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringKey {
+    pub id: KeySerial,
+    /// `asymmetric` for certificates.
+    pub key_type: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub perm: u32,
+    /// For X.509 certs the kernel derives it: `<subject CN or O>: <subject key id hex>`.
+    pub description: String,
+}
+
+/// Find the `.fs-verity` keyring's serial in /proc/keys. That is how keyutils resolves
+/// `%keyring:.fs-verity` too: the keyring is not linked into any process keyring, so
+/// request_key/KEYCTL_SEARCH cannot find it.
+pub fn fs_verity_keyring() -> Result<KeySerial, KeyringError> {
+    let text = match fs::read_to_string("/proc/keys") {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(KeyringError::Unexpected {
+                what: "/proc/keys",
+                detail: "missing (kernel without CONFIG_KEYS, or /proc not mounted)".into(),
+            })
+        }
+        Err(e) => {
+            return Err(KeyringError::Other {
+                op: "read /proc/keys",
+                source: e,
+            })
+        }
+    };
+    find_keyring_in_proc_keys(&text, KEYRING_NAME).ok_or(KeyringError::NoKeyring)
+}
+
+/// Parse /proc/keys lines (`id flags usage timeout perm uid gid type description: summary`;
+/// the type column is cut to 9 characters) and return the serial of keyring `name`, preferring
+/// one owned by root.
+fn find_keyring_in_proc_keys(text: &str, name: &str) -> Option<KeySerial> {
+    let mut found: Option<(KeySerial, bool)> = None;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(_flags), Some(_usage), Some(_timeout), Some(_perm)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        let (Some(uid), Some(_gid), Some(ktype)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if ktype != "keyring" {
+            continue;
+        }
+        let rest: Vec<&str> = fields.collect();
+        let desc = rest.join(" ");
+        let desc_name = desc.split(':').next().unwrap_or("");
+        if desc_name != name {
+            continue;
+        }
+        let Ok(id) = u32::from_str_radix(id, 16) else {
+            continue;
+        };
+        let root = uid == "0";
+        if found.is_none_or(|(_, was_root)| root && !was_root) {
+            found = Some((id as KeySerial, root));
+        }
+    }
+    found.map(|(id, _)| id)
+}
+
+/// Call a size-returning keyctl until the buffer is big enough, bounded by `limit`.
+fn keyctl_alloc(
+    cmd: KeyctlRead,
+    id: KeySerial,
+    op: &'static str,
+    limit: usize,
+) -> Result<Vec<u8>, KeyringError> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let n = sys::keyctl_read(cmd, id, &mut buf)
+            .map_err(|e| KeyringError::from_keyctl_errno(op, e.raw_os_error()))?;
+        if n <= buf.len() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        if n > limit {
+            return Err(KeyringError::Unexpected {
+                what: op,
+                detail: format!("{n} bytes, more than the {limit}-byte bound"),
+            });
+        }
+        buf.resize(n, 0);
+    }
+}
+
+/// Add a DER X.509 certificate to the `.fs-verity` keyring (what `keyctl padd asymmetric ''
+/// %keyring:.fs-verity < cert.der` does). Returns the key's serial; adding the same cert twice
+/// returns the same key.
+pub fn add_certificate(der: &[u8]) -> Result<KeySerial, KeyringError> {
+    add_certificate_to(fs_verity_keyring()?, der)
+}
+
+/// [`add_certificate`] into a given keyring.
+pub fn add_certificate_to(keyring: KeySerial, der: &[u8]) -> Result<KeySerial, KeyringError> {
+    if der.starts_with(b"-----BEGIN") {
+        return Err(KeyringError::CertificateNotDer);
+    }
+    // The kernel caps key payloads at 1 MiB; a cert is a few KiB.
+    if der.is_empty() || der.len() > 1 << 20 {
+        return Err(KeyringError::BadCertificate);
+    }
+    // An empty description makes the asymmetric key type derive one from the certificate.
+    sys::add_key(c"asymmetric", c"", der, keyring)
+        .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))
+}
+
+/// The keys linked into the `.fs-verity` keyring.
+pub fn list_keyring() -> Result<Vec<KeyringKey>, KeyringError> {
+    list_keyring_of(fs_verity_keyring()?)
+}
+
+/// [`list_keyring`] for a given keyring.
+pub fn list_keyring_of(keyring: KeySerial) -> Result<Vec<KeyringKey>, KeyringError> {
+    let raw = keyctl_alloc(KeyctlRead::Read, keyring, "KEYCTL_READ", MAX_KEYS * 4)?;
+    let mut keys = Vec::new();
+    for chunk in raw.chunks_exact(4) {
+        let id = KeySerial::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        match describe_key(id) {
+            Ok(k) => keys.push(k),
+            // Unlinked or revoked between the two calls, or not viewable: skip it.
+            Err(KeyringError::NoKeyring) | Err(KeyringError::KeyringPermission) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(keys)
+}
+
+/// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`.
+pub fn describe_key(id: KeySerial) -> Result<KeyringKey, KeyringError> {
+    let raw = keyctl_alloc(KeyctlRead::Describe, id, "KEYCTL_DESCRIBE", 64 * 1024)?;
+    parse_description(id, &raw)
+}
+
+fn parse_description(id: KeySerial, raw: &[u8]) -> Result<KeyringKey, KeyringError> {
+    let bad = |detail: &str| KeyringError::Unexpected {
+        what: "KEYCTL_DESCRIBE",
+        detail: detail.to_string(),
+    };
+    let text = raw.strip_suffix(b"\0").unwrap_or(raw);
+    let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
+    let mut parts = text.splitn(5, ';');
+    let (Some(t), Some(uid), Some(gid), Some(perm), Some(desc)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad(text));
+    };
+    Ok(KeyringKey {
+        id,
+        key_type: t.to_string(),
+        uid: uid.parse().map_err(|_| bad(text))?,
+        gid: gid.parse().map_err(|_| bad(text))?,
+        perm: u32::from_str_radix(perm, 16).map_err(|_| bad(text))?,
+        description: desc.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_keyring_in_proc_keys() {
+        let text = "\
+0b2ee0fa I--Q---     1 perm 1f3f0000     0 65534 keyring   _uid_ses.0: 1
+1e35e7b2 I------     1 perm 1f0b0000     0     0 keyring   .fs-verity: empty
+2c0d1f3a I------     1 perm 3f010000     0     0 asymmetri fsverity test: 1a2b3c: X509.rsa 1a2b3c []
+3e0e7c61 I------     1 perm 1f0b0000     0     0 keyring   .fs-verity-other: 1
+garbage
+";
+        assert_eq!(
+            find_keyring_in_proc_keys(text, ".fs-verity"),
+            Some(0x1e35e7b2)
+        );
+        assert_eq!(find_keyring_in_proc_keys(text, ".ima"), None);
+        // A non-root keyring of the same name loses against root's.
+        let text2 = "\
+00000010 I------     1 perm 1f0b0000  1000  1000 keyring   .fs-verity: 1
+00000020 I------     1 perm 1f0b0000     0     0 keyring   .fs-verity: 1
+";
+        assert_eq!(find_keyring_in_proc_keys(text2, ".fs-verity"), Some(0x20));
+    }
+
+    #[test]
+    fn parses_key_description() {
+        let k = parse_description(7, b"asymmetric;0;0;3f010000;fsverity test: 1a2b;c\0").unwrap();
+        assert_eq!(k.key_type, "asymmetric");
+        assert_eq!(k.perm, 0x3f01_0000);
+        assert_eq!(k.description, "fsverity test: 1a2b;c");
+        assert!(parse_description(7, b"asymmetric;0;0").is_err());
+        assert!(parse_description(7, b"a;x;0;0;d").is_err());
+    }
+
+    #[test]
+    fn pem_certificate_is_refused_before_the_syscall() {
+        assert!(matches!(
+            add_certificate_to(0, b"-----BEGIN CERTIFICATE-----\n"),
+            Err(KeyringError::CertificateNotDer)
+        ));
+        assert!(matches!(
+            add_certificate_to(0, b""),
+            Err(KeyringError::BadCertificate)
+        ));
+    }
+}
