@@ -2,9 +2,11 @@
 //!
 //! The kernel finds the signing certificate by issuer + serial, so those are kept exactly as DER.
 
-use der::{Decode, Encode};
+use der::{Decode, Encode, Reader};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
 
-use crate::{asn1, pem};
+use crate::pem;
 
 /// Certificates larger than this are refused: real ones are a few KiB.
 const MAX_CERT_LEN: usize = 64 * 1024;
@@ -47,6 +49,9 @@ pub struct Certificate {
     issuer: String,
     subject: String,
     serial: Vec<u8>,
+    /// Kept decoded for what is read from it later: the PKCS#7 signer (issuer and serial), the
+    /// kernel's key description and the subject's common name.
+    x509: x509_cert::Certificate,
     key_algorithm: KeyAlgorithm,
     /// Contents of subjectPublicKey: `RSAPublicKey` DER for RSA, the EC point for EC.
     public_key: Vec<u8>,
@@ -92,8 +97,7 @@ impl Certificate {
             .map_err(|e| CertError::Der(e.to_string()))?;
         let tbs = &cert.tbs_certificate;
         let enc = |r: der::Result<Vec<u8>>| r.map_err(|e| CertError::Der(e.to_string()));
-        let (issuer_der, serial_der) =
-            raw_issuer_and_serial(der_bytes).map_err(|e| CertError::Der(e.to_string()))?;
+        let (issuer_der, serial_der) = der_issuer_and_serial(der_bytes, tbs)?;
         let spki = &tbs.subject_public_key_info;
         let spki_der = enc(spki.to_der())?;
         let key_algorithm = if spki.algorithm.oid == OID_RSA {
@@ -133,6 +137,7 @@ impl Certificate {
             key_algorithm,
             public_key,
             spki_der,
+            x509: cert,
         })
     }
 
@@ -211,20 +216,59 @@ impl Certificate {
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
     }
+
+    /// Decoded issuer, whose encoding is [`Certificate::issuer_der`] (checked at parse time).
+    pub(crate) fn issuer_name(&self) -> &Name {
+        &self.x509.tbs_certificate.issuer
+    }
+
+    /// Decoded serial, whose encoding is [`Certificate::serial_der`] (checked at parse time).
+    pub(crate) fn serial_number(&self) -> &SerialNumber {
+        &self.x509.tbs_certificate.serial_number
+    }
 }
 
-/// The issuer Name and serial INTEGER exactly as encoded in the certificate: OpenSSL copies these
-/// bytes into the PKCS#7 and the kernel compares them as bytes, so a re-encoding is not good enough.
-fn raw_issuer_and_serial(cert: &[u8]) -> Result<(Vec<u8>, Vec<u8>), asn1::Asn1Error> {
-    let outer = asn1::single(cert, asn1::TAG_SEQUENCE, "certificate")?;
-    let mut r = asn1::Reader::new(outer.content);
-    let tbs = r.expect(asn1::TAG_SEQUENCE)?;
-    let mut t = asn1::Reader::new(tbs.content);
-    t.optional(asn1::TAG_CTX0)?;
-    let serial = t.expect(asn1::TAG_INTEGER)?;
-    t.expect(asn1::TAG_SEQUENCE)?;
-    let issuer = t.expect(asn1::TAG_SEQUENCE)?;
-    Ok((issuer.raw.to_vec(), serial.raw.to_vec()))
+/// The issuer Name and serial INTEGER as encoded in the certificate, once they are known to be
+/// what re-encoding the decoded values gives. OpenSSL copies these bytes into the PKCS#7 and the
+/// kernel compares them as bytes, while a PKCS#7 is built from decoded values: a certificate
+/// whose issuer only DER-decodes after sorting (a multi-valued RDN out of order) would be named
+/// by bytes the kernel does not recognise, so it is refused here rather than at signing time.
+fn der_issuer_and_serial(
+    cert: &[u8],
+    tbs: &x509_cert::TbsCertificate,
+) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    let der_err = |e: der::Error| CertError::Der(e.to_string());
+    let mut reader = der::SliceReader::new(cert).map_err(der_err)?;
+    let (issuer, serial) = reader
+        .sequence(|certificate| {
+            let found = certificate.sequence(|tbs| {
+                if tbs.peek_tag()? != der::Tag::Integer {
+                    tbs.tlv_bytes()?; // [0] version
+                }
+                let serial = tbs.tlv_bytes()?;
+                tbs.tlv_bytes()?; // signature AlgorithmIdentifier
+                let issuer = tbs.tlv_bytes()?;
+                // The rest of the TBSCertificate was checked by the full decode.
+                let rest = tbs.remaining_len();
+                tbs.read_slice(rest)?;
+                Ok((issuer, serial))
+            })?;
+            let rest = certificate.remaining_len();
+            certificate.read_slice(rest)?;
+            Ok(found)
+        })
+        .map_err(der_err)?;
+    if tbs.issuer.to_der().map_err(der_err)? != issuer {
+        return Err(CertError::Der(
+            "issuer name is not DER (attributes of a multi-valued RDN out of order), so no \
+             PKCS#7 built here could name this certificate the way the kernel matches it"
+                .into(),
+        ));
+    }
+    if tbs.serial_number.to_der().map_err(der_err)? != serial {
+        return Err(CertError::Der("serial number is not DER".into()));
+    }
+    Ok((issuer.to_vec(), serial.to_vec()))
 }
 
 fn is_cert_label(label: &str) -> bool {

@@ -4,7 +4,6 @@
 
 use fsverity::FileDigest;
 
-mod asn1;
 pub mod cert;
 pub mod key;
 mod local;
@@ -16,7 +15,8 @@ pub use cert::{CertError, Certificate, KeyAlgorithm};
 pub use key::{KeyError, SigningKey};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs7::{
-    build_rsa_signed_data, DigestAlgorithm, Pkcs7Signature, SignatureAlgorithm, SignerId,
+    build_rsa_signed_data, BuildError, DigestAlgorithm, ParseError, Pkcs7Signature,
+    SignatureAlgorithm, SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 
