@@ -217,3 +217,154 @@ impl Pkcs7Signature {
         &self.signature
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cms::content_info::ContentInfo;
+    use cms::signed_data::SignedData;
+    use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
+    use der::{Decode, Encode};
+    use x509_cert::spki::AlgorithmIdentifierOwned;
+
+    use super::*;
+
+    const FILE_SIG: &[u8] = include_bytes!("../../../../tests/data/file.sig");
+
+    /// `FILE_SIG` with its SignedData changed by `edit`, encoded again.
+    fn edited(edit: impl FnOnce(&mut SignedData)) -> Vec<u8> {
+        let mut content_info = ContentInfo::from_der(FILE_SIG).unwrap();
+        let mut signed_data: SignedData = content_info.content.decode_as().unwrap();
+        edit(&mut signed_data);
+        content_info.content = Any::encode_from(&signed_data).unwrap();
+        content_info.to_der().unwrap()
+    }
+
+    fn message(der: &[u8]) -> String {
+        Pkcs7Signature::from_der(der).unwrap_err().to_string()
+    }
+
+    fn sha512() -> AlgorithmIdentifierOwned {
+        AlgorithmIdentifierOwned {
+            oid: OID_SHA512,
+            parameters: Some(Any::null()),
+        }
+    }
+
+    #[test]
+    fn edits_round_trip_unchanged() {
+        assert_eq!(edited(|_| {}), FILE_SIG);
+        assert!(Pkcs7Signature::from_der(FILE_SIG).is_ok());
+    }
+
+    #[test]
+    fn refuses_what_libfsverity_never_writes() {
+        let mut content_info = ContentInfo::from_der(FILE_SIG).unwrap();
+        content_info.content_type = OID_DATA;
+        assert_eq!(
+            message(&content_info.to_der().unwrap()),
+            "malformed PKCS#7 signature: content type is not signedData"
+        );
+
+        let sig = edited(|sd| sd.version = CmsVersion::V3);
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: SignedData version is not 1"
+        );
+
+        let sig = edited(|sd| sd.encap_content_info.econtent_type = OID_SIGNED_DATA);
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: signed content type is not data"
+        );
+
+        let sig = edited(|sd| {
+            let content = OctetString::new(&b"FSVerity"[..]).unwrap();
+            sd.encap_content_info.econtent = Some(Any::encode_from(&content).unwrap());
+        });
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: signature is not detached (it embeds content)"
+        );
+
+        let sig = edited(|sd| sd.digest_algorithms = SetOfVec::try_from(vec![sha512()]).unwrap());
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: signer's digest algorithm is not in digestAlgorithms"
+        );
+
+        let sig = edited(|sd| sd.signer_infos.0 = SetOfVec::new());
+        assert_eq!(message(&sig), "malformed PKCS#7 signature: no signer");
+
+        let sig = edited(|sd| {
+            let mut second = sd.signer_infos.0.get(0).unwrap().clone();
+            second.digest_alg = sha512();
+            sd.signer_infos.0.insert(second).unwrap();
+        });
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: more than one signer"
+        );
+
+        let sig = edited(|sd| {
+            let mut info = sd.signer_infos.0.get(0).unwrap().clone();
+            info.digest_alg.oid = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+            sd.signer_infos.0 = SetOfVec::try_from(vec![info]).unwrap();
+        });
+        assert_eq!(
+            message(&sig),
+            "unsupported PKCS#7 signature: digest 1.3.14.3.2.26"
+        );
+
+        let sig = edited(|sd| {
+            let mut info = sd.signer_infos.0.get(0).unwrap().clone();
+            info.signature_algorithm.oid = OID_SHA512_WITH_RSA;
+            sd.signer_infos.0 = SetOfVec::try_from(vec![info]).unwrap();
+        });
+        assert_eq!(
+            message(&sig),
+            "unsupported PKCS#7 signature: signature 1.2.840.113549.1.1.13 with digest sha256"
+        );
+
+        let sig = edited(|sd| {
+            let mut info = sd.signer_infos.0.get(0).unwrap().clone();
+            info.digest_alg.parameters = Some(Any::encode_from(&OID_DATA).unwrap());
+            sd.signer_infos.0 = SetOfVec::try_from(vec![info]).unwrap();
+        });
+        assert_eq!(
+            message(&sig),
+            "malformed PKCS#7 signature: SignerInfo digestAlgorithm: parameters are OBJECT \
+             IDENTIFIER instead of NULL"
+        );
+
+        // Absent parameters are as good as NULL.
+        let sig = edited(|sd| {
+            let mut info = sd.signer_infos.0.get(0).unwrap().clone();
+            info.signature_algorithm.parameters = None;
+            sd.signer_infos.0 = SetOfVec::try_from(vec![info]).unwrap();
+        });
+        assert!(Pkcs7Signature::from_der(&sig).is_ok());
+    }
+
+    /// Two digest algorithms listed in the wrong order: decoding sorts them, so only the check
+    /// that re-encoding reproduces the input can tell.
+    #[test]
+    fn refuses_sets_out_of_der_order() {
+        let sig = edited(|sd| sd.digest_algorithms.insert(sha512()).unwrap());
+        assert!(Pkcs7Signature::from_der(&sig).is_ok());
+        let sha256 = AlgorithmIdentifierOwned {
+            oid: OID_SHA256,
+            parameters: Some(Any::null()),
+        }
+        .to_der()
+        .unwrap();
+        let pair = [sha256.clone(), sha512().to_der().unwrap()].concat();
+        let at = sig.windows(pair.len()).position(|w| w == pair).unwrap();
+        let mut swapped = sig.clone();
+        swapped[at..at + pair.len()]
+            .copy_from_slice(&[sha512().to_der().unwrap(), sha256].concat());
+        assert_eq!(
+            message(&swapped),
+            "malformed PKCS#7 signature: SignedData is not DER (a SET OF is out of order)"
+        );
+    }
+}
