@@ -2,9 +2,11 @@
 //!
 //! The kernel finds the signing certificate by issuer + serial, so those are kept exactly as DER.
 
-use der::{Decode, Encode};
+use der::{Decode, Encode, Reader};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
 
-use crate::{asn1, pem};
+use crate::pem;
 
 /// Certificates larger than this are refused: real ones are a few KiB.
 const MAX_CERT_LEN: usize = 64 * 1024;
@@ -47,6 +49,9 @@ pub struct Certificate {
     issuer: String,
     subject: String,
     serial: Vec<u8>,
+    /// Kept decoded for what is read from it later: the PKCS#7 signer (issuer and serial), the
+    /// kernel's key description and the subject's common name.
+    x509: x509_cert::Certificate,
     key_algorithm: KeyAlgorithm,
     /// Contents of subjectPublicKey: `RSAPublicKey` DER for RSA, the EC point for EC.
     public_key: Vec<u8>,
@@ -92,8 +97,7 @@ impl Certificate {
             .map_err(|e| CertError::Der(e.to_string()))?;
         let tbs = &cert.tbs_certificate;
         let enc = |r: der::Result<Vec<u8>>| r.map_err(|e| CertError::Der(e.to_string()));
-        let (issuer_der, serial_der) =
-            raw_issuer_and_serial(der_bytes).map_err(|e| CertError::Der(e.to_string()))?;
+        let (issuer_der, serial_der) = der_issuer_and_serial(der_bytes, tbs)?;
         let spki = &tbs.subject_public_key_info;
         let spki_der = enc(spki.to_der())?;
         let key_algorithm = if spki.algorithm.oid == OID_RSA {
@@ -133,6 +137,7 @@ impl Certificate {
             key_algorithm,
             public_key,
             spki_der,
+            x509: cert,
         })
     }
 
@@ -211,20 +216,163 @@ impl Certificate {
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
     }
+
+    /// What the kernel names this certificate's key when it is added to a keyring without a
+    /// description; see [`kernel_key_description`].
+    pub fn kernel_key_description(&self) -> String {
+        key_description(&self.x509.tbs_certificate)
+    }
+
+    /// The subject's common name; see [`subject_common_name`].
+    pub fn subject_common_name(&self) -> Option<String> {
+        common_name(&self.x509.tbs_certificate.subject)
+    }
+
+    /// Decoded issuer, whose encoding is [`Certificate::issuer_der`] (checked at parse time).
+    pub(crate) fn issuer_name(&self) -> &Name {
+        &self.x509.tbs_certificate.issuer
+    }
+
+    /// Decoded serial, whose encoding is [`Certificate::serial_der`] (checked at parse time).
+    pub(crate) fn serial_number(&self) -> &SerialNumber {
+        &self.x509.tbs_certificate.serial_number
+    }
 }
 
-/// The issuer Name and serial INTEGER exactly as encoded in the certificate: OpenSSL copies these
-/// bytes into the PKCS#7 and the kernel compares them as bytes, so a re-encoding is not good enough.
-fn raw_issuer_and_serial(cert: &[u8]) -> Result<(Vec<u8>, Vec<u8>), asn1::Asn1Error> {
-    let outer = asn1::single(cert, asn1::TAG_SEQUENCE, "certificate")?;
-    let mut r = asn1::Reader::new(outer.content);
-    let tbs = r.expect(asn1::TAG_SEQUENCE)?;
-    let mut t = asn1::Reader::new(tbs.content);
-    t.optional(asn1::TAG_CTX0)?;
-    let serial = t.expect(asn1::TAG_INTEGER)?;
-    t.expect(asn1::TAG_SEQUENCE)?;
-    let issuer = t.expect(asn1::TAG_SEQUENCE)?;
-    Ok((issuer.raw.to_vec(), serial.raw.to_vec()))
+/// The issuer Name and serial INTEGER as encoded in the certificate, once they are known to be
+/// what re-encoding the decoded values gives. OpenSSL copies these bytes into the PKCS#7 and the
+/// kernel compares them as bytes, while a PKCS#7 is built from decoded values: a certificate
+/// whose issuer only DER-decodes after sorting (a multi-valued RDN out of order) would be named
+/// by bytes the kernel does not recognise, so it is refused here rather than at signing time.
+fn der_issuer_and_serial(
+    cert: &[u8],
+    tbs: &x509_cert::TbsCertificate,
+) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    let der_err = |e: der::Error| CertError::Der(e.to_string());
+    let mut reader = der::SliceReader::new(cert).map_err(der_err)?;
+    let (issuer, serial) = reader
+        .sequence(|certificate| {
+            let found = certificate.sequence(|tbs| {
+                if tbs.peek_tag()? != der::Tag::Integer {
+                    tbs.tlv_bytes()?; // [0] version
+                }
+                let serial = tbs.tlv_bytes()?;
+                tbs.tlv_bytes()?; // signature AlgorithmIdentifier
+                let issuer = tbs.tlv_bytes()?;
+                // The rest of the TBSCertificate was checked by the full decode.
+                let rest = tbs.remaining_len();
+                tbs.read_slice(rest)?;
+                Ok((issuer, serial))
+            })?;
+            let rest = certificate.remaining_len();
+            certificate.read_slice(rest)?;
+            Ok(found)
+        })
+        .map_err(der_err)?;
+    if tbs.issuer.to_der().map_err(der_err)? != issuer {
+        return Err(CertError::Der(
+            "issuer name is not DER (attributes of a multi-valued RDN out of order), so no \
+             PKCS#7 built here could name this certificate the way the kernel matches it"
+                .into(),
+        ));
+    }
+    if tbs.serial_number.to_der().map_err(der_err)? != serial {
+        return Err(CertError::Der("serial number is not DER".into()));
+    }
+    Ok((issuer.to_vec(), serial.to_vec()))
+}
+
+/// The description the kernel's X.509 parser gives a certificate added with an empty one
+/// (crypto/asymmetric_keys: x509_fabricate_name + x509_key_preparse): `<name>: <key id hex>`,
+/// where name is "O: CN", or just CN when CN starts with O (or they share 7 leading bytes), or
+/// whichever of CN, O, email exists; key id is the subjectKeyIdentifier, else the serial.
+/// The asymmetric key type has no read operation, so this is the only way to tell whether a
+/// certificate is already in a keyring. `None` if `cert_der` is not an X.509 certificate; any
+/// key type will do, unlike [`Certificate::from_der`].
+pub fn kernel_key_description(cert_der: &[u8]) -> Option<String> {
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    Some(key_description(&cert.tbs_certificate))
+}
+
+fn key_description(tbs: &x509_cert::TbsCertificate) -> String {
+    const CN: &str = "2.5.4.3";
+    const O: &str = "2.5.4.10";
+    const EMAIL: &str = "1.2.840.113549.1.9.1";
+    const SKID: &str = "2.5.29.14";
+    let (mut cn, mut o, mut email) = (None::<&[u8]>, None::<&[u8]>, None::<&[u8]>);
+    // The kernel keeps the last occurrence of each attribute.
+    for rdn in tbs.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            let v = atv.value.value();
+            match atv.oid.to_string().as_str() {
+                CN => cn = Some(v),
+                O => o = Some(v),
+                EMAIL => email = Some(v),
+                _ => {}
+            }
+        }
+    }
+    let name: Vec<u8> = match (cn, o) {
+        (Some(cn), Some(o)) => {
+            if (cn.len() >= o.len() && cn.starts_with(o))
+                || (cn.len() >= 7 && o.len() >= 7 && cn[..7] == o[..7])
+            {
+                cn.to_vec()
+            } else {
+                [o, b": ", cn].concat()
+            }
+        }
+        (Some(cn), None) => cn.to_vec(),
+        (None, Some(o)) => o.to_vec(),
+        (None, None) => email.unwrap_or_default().to_vec(),
+    };
+    // The kernel uses strlen() on the name.
+    let name = match name.iter().position(|&b| b == 0) {
+        Some(n) => &name[..n],
+        None => &name[..],
+    };
+    let skid = tbs.extensions.as_ref().and_then(|exts| {
+        exts.iter()
+            .find(|e| e.extn_id.to_string() == SKID)
+            .and_then(|e| {
+                let v = e.extn_value.as_bytes();
+                // An OCTET STRING with a short length, as the kernel insists.
+                (v.len() >= 3 && v[0] == 0x04 && usize::from(v[1]) == v.len() - 2)
+                    .then(|| v[2..].to_vec())
+            })
+    });
+    let id = skid.unwrap_or_else(|| tbs.serial_number.as_bytes().to_vec());
+    format!("{}: {}", String::from_utf8_lossy(name), hex::encode(id))
+}
+
+/// Subject common name of a DER certificate (the last CN if there are several, as the most
+/// specific one), or `None` if it has none or is not an X.509 certificate. Takes DER rather than
+/// a [`Certificate`] because TLS peers may use key types that cannot sign fs-verity digests.
+pub fn subject_common_name(cert_der: &[u8]) -> Option<String> {
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    common_name(&cert.tbs_certificate.subject)
+}
+
+fn common_name(subject: &Name) -> Option<String> {
+    use der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    let mut found = None;
+    for rdn in subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid != CN {
+                continue;
+            }
+            let v = &atv.value;
+            let s = Utf8StringRef::try_from(v)
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| PrintableStringRef::try_from(v).map(|s| s.as_str().to_string()))
+                .or_else(|_| Ia5StringRef::try_from(v).map(|s| s.as_str().to_string()));
+            if let Ok(s) = s {
+                found = Some(s);
+            }
+        }
+    }
+    found
 }
 
 fn is_cert_label(label: &str) -> bool {
@@ -261,6 +409,119 @@ mod tests {
         assert_eq!(again, c);
         assert_eq!(c.issuer_der()[0], 0x30);
         assert_eq!(c.serial_der()[0], 0x02);
+    }
+
+    /// A self-signed RSA certificate from `openssl req` for `subj`, with `extra` arguments, as DER.
+    fn openssl_cert(subj: &str, extra: &[&str]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.der");
+        let st = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-keyout", "/dev/null", "-outform", "der", "-subj", subj])
+            .args(extra)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        std::fs::read(cert).unwrap()
+    }
+
+    fn skid_hex(der_bytes: &[u8]) -> String {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-inform",
+                "der",
+                "-noout",
+                "-ext",
+                "subjectKeyIdentifier",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(der_bytes)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .replace(':', "")
+            .to_lowercase()
+    }
+
+    #[test]
+    fn description_combines_o_and_cn() {
+        let der = openssl_cert("/CN=rpm-verity test/O=Throwaway", &[]);
+        let d = kernel_key_description(&der).unwrap();
+        assert_eq!(d, format!("Throwaway: rpm-verity test: {}", skid_hex(&der)));
+        let cert = Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.kernel_key_description(), d);
+    }
+
+    #[test]
+    fn description_uses_cn_alone_when_it_starts_with_o() {
+        let der = openssl_cert("/O=Example/CN=Example signing key", &[]);
+        let d = kernel_key_description(&der).unwrap();
+        assert_eq!(d, format!("Example signing key: {}", skid_hex(&der)));
+    }
+
+    #[test]
+    fn description_falls_back_to_serial_without_skid() {
+        let der = openssl_cert(
+            "/CN=noskid",
+            &[
+                "-addext",
+                "subjectKeyIdentifier=none",
+                "-set_serial",
+                "0x1234ab",
+            ],
+        );
+        assert_eq!(kernel_key_description(&der).unwrap(), "noskid: 1234ab");
+        assert_eq!(kernel_key_description(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn subject_common_name_is_the_last_cn() {
+        let der = openssl_cert("/CN=first/O=Org/CN=second", &[]);
+        assert_eq!(subject_common_name(&der).as_deref(), Some("second"));
+        let cert = Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.subject_common_name().as_deref(), Some("second"));
+        // The fsverity-utils test certificate has no CN.
+        let no_cn = Certificate::parse(CERT_PEM).unwrap();
+        assert_eq!(no_cn.subject_common_name(), None);
+        assert_eq!(subject_common_name(b"junk"), None);
+    }
+
+    /// The issuer with the two attributes of its multi-valued RDN swapped: x509-cert decodes it
+    /// (sorting them), but a PKCS#7 built from the decoded name would not carry these bytes.
+    #[test]
+    fn rejects_issuer_that_is_not_der() {
+        let der = openssl_cert("/O=x+CN=y", &[]);
+        assert!(Certificate::from_der(&der).is_ok());
+        let cn: &[u8] = &[0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x01, b'y'];
+        let o: &[u8] = &[0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x01, b'x'];
+        let sorted = [cn, o].concat();
+        let at = der
+            .windows(sorted.len())
+            .position(|w| w == sorted)
+            .expect("issuer RDN in DER order");
+        let mut swapped = der.clone();
+        swapped[at..at + sorted.len()].copy_from_slice(&[o, cn].concat());
+        assert!(x509_cert::Certificate::from_der(&swapped).is_ok());
+        let e = Certificate::from_der(&swapped).unwrap_err();
+        assert!(e.to_string().contains("issuer name is not DER"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 
 use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
 use aws_lc_rs::signature::{KeyPair as _, RsaEncoding, RSA_PKCS1_SHA256, RSA_PKCS1_SHA512};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
 use der::Decode;
 use fsverity::HashAlgorithm;
 
@@ -35,6 +38,43 @@ pub enum KeyError {
     InvalidEncrypted(String),
     #[error("RSA signing failed")]
     SignFailed,
+}
+
+/// Environment variable holding the passphrase of an encrypted key when no passphrase file is
+/// given: lets unattended signing avoid a prompt without putting the passphrase on a command line.
+pub const KEY_PASSPHRASE_ENV: &str = "RPM_VERITY_KEY_PASS";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read passphrase file {path}: {error}")]
+pub struct PassphraseError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// The passphrase of an encrypted key: the first line of `file` (without its `\n` or `\r\n`),
+/// else the value of [`KEY_PASSPHRASE_ENV`], else none. A file given but unreadable is an error
+/// rather than a fall-back to the environment, so a typo in the path is not silently ignored.
+pub fn read_key_passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>, PassphraseError> {
+    passphrase_from(file, std::env::var_os(KEY_PASSPHRASE_ENV))
+}
+
+fn passphrase_from(
+    file: Option<&Path>,
+    env: Option<OsString>,
+) -> Result<Option<Vec<u8>>, PassphraseError> {
+    if let Some(path) = file {
+        let data = std::fs::read(path).map_err(|error| PassphraseError {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let line = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        return Ok(Some(line.to_vec()));
+    }
+    Ok(env.map(|v| {
+        use std::os::unix::ffi::OsStringExt;
+        v.into_vec()
+    }))
 }
 
 const OID_RSA: der::asn1::ObjectIdentifier =
@@ -173,5 +213,36 @@ impl SigningKey {
             .sign(encoding, &rng, message, &mut sig)
             .map_err(|_| KeyError::SignFailed)?;
         Ok(sig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passphrase_is_the_first_line_of_the_file_else_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        let env = || Some(OsString::from("from env"));
+        for (contents, expected) in [
+            (&b"sekret\nsecond line\n"[..], &b"sekret"[..]),
+            (b"crlf\r\n", b"crlf"),
+            (b"no newline", b"no newline"),
+            (b"", b""),
+            (b"\nafter empty first line", b""),
+        ] {
+            std::fs::write(&file, contents).unwrap();
+            let got = passphrase_from(Some(&file), env()).unwrap();
+            assert_eq!(got.as_deref(), Some(expected));
+        }
+        assert_eq!(
+            passphrase_from(None, env()).unwrap().as_deref(),
+            Some(&b"from env"[..])
+        );
+        assert_eq!(passphrase_from(None, None).unwrap(), None);
+        let missing = dir.path().join("missing");
+        let e = passphrase_from(Some(&missing), env()).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
     }
 }

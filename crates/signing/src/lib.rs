@@ -4,19 +4,23 @@
 
 use fsverity::FileDigest;
 
-mod asn1;
 pub mod cert;
+pub mod cert_file;
 pub mod key;
 mod local;
 pub mod pem;
 pub mod pkcs7;
 pub mod verify;
 
-pub use cert::{CertError, Certificate, KeyAlgorithm};
-pub use key::{KeyError, SigningKey};
+pub use cert::{kernel_key_description, subject_common_name, CertError, Certificate, KeyAlgorithm};
+pub use cert_file::{
+    cert_dir_files, read_cert_dir, read_cert_file, CertFile, CertFileError, MAX_CERT_FILE_LEN,
+};
+pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs7::{
-    build_rsa_signed_data, DigestAlgorithm, Pkcs7Signature, SignatureAlgorithm, SignerId,
+    build_rsa_signed_data, BuildError, DigestAlgorithm, ParseError, Pkcs7Signature,
+    SignatureAlgorithm, SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 

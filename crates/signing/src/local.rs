@@ -137,7 +137,8 @@ impl LocalSigner {
             .key
             .sign(hash, &digest.formatted())
             .map_err(|e| SignerError::Crypto(e.to_string()))?;
-        Ok(pkcs7::build_rsa_signed_data(hash, &self.cert, &sig))
+        pkcs7::rsa_signed_data(hash, &self.cert, &sig)
+            .map_err(|e| SignerError::Crypto(e.to_string()))
     }
 }
 
@@ -175,6 +176,8 @@ impl Signer for LocalSigner {
 
     fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
         let dummy = vec![0u8; self.key.signature_len()];
-        Some(pkcs7::build_rsa_signed_data(hash, &self.cert, &dummy).len())
+        pkcs7::rsa_signed_data(hash, &self.cert, &dummy)
+            .ok()
+            .map(|der| der.len())
     }
 }

@@ -74,6 +74,20 @@ pub fn parse_blocks(data: &[u8]) -> Result<Vec<PemBlock>, PemError> {
     Ok(blocks)
 }
 
+/// `der` as a PEM block with `label`, in the 64-column form OpenSSL writes, for files and
+/// answers meant to be read by OpenSSL-based tools and people alike.
+pub fn encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // Base64 output is ASCII, so every chunk is UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -105,6 +119,22 @@ mod tests {
             Err(PemError::Base64(_))
         ));
         assert!(parse_blocks(b"no pem here").unwrap().is_empty());
+    }
+
+    #[test]
+    fn encode_wraps_at_64_and_round_trips() {
+        assert_eq!(encode("X", b""), "-----BEGIN X-----\n-----END X-----\n");
+        let der: Vec<u8> = (0..=255u8).collect();
+        let pem = encode("CERTIFICATE", &der);
+        let lines: Vec<&str> = pem.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN CERTIFICATE-----");
+        assert_eq!(lines.last(), Some(&"-----END CERTIFICATE-----"));
+        // 256 bytes are 344 base64 characters: five full lines and one of 24.
+        let body: Vec<usize> = lines[1..lines.len() - 1].iter().map(|l| l.len()).collect();
+        assert_eq!(body, [64, 64, 64, 64, 64, 24]);
+        let blocks = parse_blocks(pem.as_bytes()).unwrap();
+        assert_eq!(blocks[0].label, "CERTIFICATE");
+        assert_eq!(blocks[0].der, der);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use fsverity::FileDigest;
 
 use crate::cert::{Certificate, EcCurve, KeyAlgorithm};
-use crate::pkcs7::{DigestAlgorithm, Pkcs7Signature, SignatureAlgorithm, SignerId};
+use crate::pkcs7::{DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm, SignerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -24,7 +24,22 @@ pub enum VerifyError {
     BadSignature(SignerId),
 }
 
+impl From<ParseError> for VerifyError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Malformed(m) => VerifyError::Malformed(m),
+            ParseError::UnsupportedAlgorithm(m) => VerifyError::UnsupportedAlgorithm(m),
+        }
+    }
+}
+
 impl Pkcs7Signature {
+    /// [`Pkcs7Signature::from_der`] for callers about to verify: one error type covers both
+    /// steps, and an unreadable signature is just one more reason verification fails.
+    pub fn parse(der: &[u8]) -> Result<Self, VerifyError> {
+        Ok(Self::from_der(der)?)
+    }
+
     /// Verifies this signature over `digest`'s formatted digest, with the signer looked up in
     /// `trusted`. Returns the certificate that verified it.
     pub fn verify<'c>(

@@ -1,0 +1,84 @@
+//! Writing the SignedData libfsverity writes:
+//! `PKCS7_sign(..., PKCS7_BINARY|PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_NOCERTS)` + `i2d_PKCS7`.
+//! Detached content, no certificates, no signed attributes, one signer named by issuer and
+//! serial, and `NULL` parameters in every AlgorithmIdentifier, as OpenSSL writes them.
+
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
+use der::Encode;
+use fsverity::HashAlgorithm;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+
+use super::{DigestAlgorithm, OID_DATA, OID_RSA_ENCRYPTION, OID_SIGNED_DATA};
+use crate::cert::Certificate;
+
+/// Why a SignedData could not be encoded: only a signature too long for DER lengths (256 MiB)
+/// gets here, since the certificate's issuer and serial were checked to be DER when it was parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot encode PKCS#7 SignedData: {0}")]
+    Encode(#[from] der::Error),
+}
+
+/// `AlgorithmIdentifier { oid, NULL }`: OpenSSL writes `NULL` parameters for digests and
+/// rsaEncryption, and the bytes must be OpenSSL's.
+fn algorithm_with_null(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Any::null()),
+    }
+}
+
+/// The DER PKCS#7 for an RSA `signature` of a formatted digest hashed with `hash`, naming
+/// `cert`'s issuer and serial as the signer: byte for byte what `fsverity sign` writes.
+pub fn rsa_signed_data(
+    hash: HashAlgorithm,
+    cert: &Certificate,
+    signature: &[u8],
+) -> Result<Vec<u8>, BuildError> {
+    let digest_algorithm = algorithm_with_null(DigestAlgorithm::from(hash).oid());
+    let signer_info = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: cert.issuer_name().clone(),
+            serial_number: cert.serial_number().clone(),
+        }),
+        digest_alg: digest_algorithm.clone(),
+        signed_attrs: None,
+        signature_algorithm: algorithm_with_null(OID_RSA_ENCRYPTION),
+        signature: OctetString::new(signature)?,
+        unsigned_attrs: None,
+    };
+    let signed_data = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![digest_algorithm])?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: OID_DATA,
+            econtent: None,
+        },
+        certificates: None,
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info])?),
+    };
+    let content_info = ContentInfo {
+        content_type: OID_SIGNED_DATA,
+        content: Any::encode_from(&signed_data)?,
+    };
+    Ok(content_info.to_der()?)
+}
+
+/// [`rsa_signed_data`] for signatures a key actually makes (at most a few KiB).
+///
+/// # Panics
+///
+/// If `signature` is too long for a DER length (256 MiB), the one way encoding can fail.
+pub fn build_rsa_signed_data(hash: HashAlgorithm, cert: &Certificate, signature: &[u8]) -> Vec<u8> {
+    match rsa_signed_data(hash, cert, signature) {
+        Ok(der) => der,
+        Err(e) => panic!("{e} (signature of {} bytes)", signature.len()),
+    }
+}
