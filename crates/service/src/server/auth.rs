@@ -9,7 +9,7 @@ use der::Decode;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::api::ApiError;
+use super::error::ApiError;
 use super::config::ClientConfig;
 
 /// What the TLS layer learned about the connection; attached to every request on it.
