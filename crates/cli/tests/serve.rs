@@ -475,8 +475,7 @@ fn remote_signatures_are_byte_identical_to_local() {
         }
     }
     // k3 is k1's key encrypted with a passphrase file: same signatures.
-    let k3 =
-        connect(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
+    let k3 = connect(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
     assert_eq!(
         k3.sign_digests(&batch[..10]).unwrap(),
         expected[..10].to_vec()
@@ -699,16 +698,14 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
         format!("{e:#}").contains("HTTP 401 (bad_credentials): unknown bearer token"),
         "{e:#}"
     );
-    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Token("token2")))
-        .unwrap_err();
+    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Token("token2"))).unwrap_err();
     assert!(
         format!("{e:#}").contains(
             "key \"k1\" does not exist or is not allowed for these credentials (allowed: k2)"
         ),
         "{e:#}"
     );
-    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder")))
-        .unwrap_err();
+    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder"))).unwrap_err();
     assert!(
         format!("{e:#}").contains("HTTP 401 (bad_client_certificate)"),
         "{e:#}"
@@ -819,9 +816,7 @@ fn sigkill_mid_signing_then_restart() {
     let mut server = Server::start(&config, Some(&addr));
     assert_eq!(server.addr, addr);
     let remote = Arc::new({
-        let mut r =
-            connect(&remote_args(&pki, &server, "k1", &Creds::Token("token")))
-                .unwrap();
+        let mut r = connect(&remote_args(&pki, &server, "k1", &Creds::Token("token"))).unwrap();
         r.set_batch_size(50);
         r
     });

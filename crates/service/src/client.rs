@@ -284,13 +284,14 @@ impl RemoteSigner {
                 },
             });
         };
-        let cert = ureq::tls::Certificate::from_pem(k.certificate_pem.as_bytes()).map_err(
-            |source| ClientError::BadCertificate {
-                url: url.clone(),
-                key: self.key_name.clone(),
-                source,
-            },
-        )?;
+        let cert =
+            ureq::tls::Certificate::from_pem(k.certificate_pem.as_bytes()).map_err(|source| {
+                ClientError::BadCertificate {
+                    url: url.clone(),
+                    key: self.key_name.clone(),
+                    source,
+                }
+            })?;
         Ok(cert.der().to_vec())
     }
 
@@ -439,12 +440,11 @@ fn client_cert(cert: &Path, key: &Path) -> Result<ureq::tls::ClientCert, ClientE
         path: key.to_path_buf(),
         source,
     })?;
-    let key = ureq::tls::PrivateKey::from_pem(&key_pem).map_err(|source| {
-        ClientError::PrivateKey {
+    let key =
+        ureq::tls::PrivateKey::from_pem(&key_pem).map_err(|source| ClientError::PrivateKey {
             path: key.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     Ok(ureq::tls::ClientCert::new_with_certs(&chain, key))
 }
 

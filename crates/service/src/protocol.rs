@@ -157,9 +157,8 @@ mod tests {
 
     #[test]
     fn request_refuses_unknown_fields() {
-        let r = serde_json::from_str::<SignRequest>(
-            r#"{"hash_alg":"sha256","digests":[],"extra":1}"#,
-        );
+        let r =
+            serde_json::from_str::<SignRequest>(r#"{"hash_alg":"sha256","digests":[],"extra":1}"#);
         assert!(r.is_err());
     }
 }

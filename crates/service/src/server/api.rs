@@ -333,7 +333,8 @@ async fn sign_on_pool(
             "server is shutting down",
         )
     })?;
-    let failed = |msg: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", msg);
+    let failed =
+        |msg: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", msg);
     let signer = key.signer.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let batch = digests.to_vec();

@@ -147,4 +147,3 @@ pub fn client_identity(
         _ => (None, None),
     }
 }
-
