@@ -9,10 +9,8 @@ mod keys;
 mod metrics;
 mod tls;
 
-pub use self::audit::AuditError;
 pub use self::auth::token_hash_hex;
 pub use self::config::{ClientConfig, Config, KeyConfig, Limits};
-pub use self::error::ApiError;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,7 +44,8 @@ pub struct Prepared {
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
-/// Loads keys, TLS material and the audit log named by `config`.
+/// Apart from [`Prepared::run`] so that `serve --check` can load and check everything without
+/// serving.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let mut keys = BTreeMap::new();
     for k in &config.keys {
