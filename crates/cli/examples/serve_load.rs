@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use sha2::Digest;
+use verity_service::protocol::{self, SignRequest, MAX_BATCH};
 
 #[derive(Parser)]
 struct Args {
@@ -46,8 +47,8 @@ struct WorkerResult {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.concurrency == 0 || args.batch == 0 || args.batch > 1000 {
-        bail!("--concurrency must be > 0 and --batch 1..=1000");
+    if args.concurrency == 0 || args.batch == 0 || args.batch > MAX_BATCH {
+        bail!("--concurrency must be > 0 and --batch 1..={MAX_BATCH}");
     }
     let token = std::fs::read_to_string(&args.token_file)
         .context("token file")?
@@ -62,9 +63,9 @@ fn main() -> anyhow::Result<()> {
         .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
         .build();
     let url = format!(
-        "{}/v1/keys/{}/sign",
+        "{}{}",
         args.url.trim_end_matches('/'),
-        args.key
+        protocol::sign_path(&args.key)
     );
     let auth = format!("Bearer {token}");
 
@@ -91,13 +92,14 @@ fn main() -> anyhow::Result<()> {
                 // TLS and HTTP only.
                 let bodies: Vec<Vec<u8>> = (0..16)
                     .map(|b| {
-                        let ds: Vec<String> = (0..batch)
+                        let digests: Vec<String> = (0..batch)
                             .map(|i| hex::encode(sha2::Sha256::digest(format!("{w}/{b}/{i}"))))
                             .collect();
-                        serde_json::to_vec(
-                            &serde_json::json!({"hash_alg": "sha256", "digests": ds}),
-                        )
-                        .unwrap_or_default()
+                        let request = SignRequest {
+                            digests,
+                            hash_alg: "sha256".to_string(),
+                        };
+                        serde_json::to_vec(&request).unwrap_or_default()
                     })
                     .collect();
                 let mut res = WorkerResult {

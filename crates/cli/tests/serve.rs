@@ -1,9 +1,7 @@
 //! `rpm-verity serve` and the remote signer, on loopback: a real server process, real TLS with
-//! certificates made by openssl, and the `RemoteSigner` client compiled in from src/remote.rs.
+//! certificates made by openssl, and the `RemoteSigner` client of verity-service.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../src/remote.rs"]
-mod remote;
 use verity_test_support::rpmbuild as support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fsverity::{FileDigest, HashAlgorithm};
-use remote::{RemoteSigner, RemoteSignerArgs, RetryPolicy};
 use serde_json::{json, Value};
+use verity_service::{Credentials, RemoteSigner, RemoteSignerOptions, RetryPolicy};
 use verity_signing::{Certificate, LocalSigner, Signer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpm-verity");
@@ -424,22 +422,32 @@ fn digests(alg: HashAlgorithm, n: usize, seed: u64) -> Vec<FileDigest> {
         .collect()
 }
 
-fn remote_args(pki: &Pki, server: &Server, key: &str, creds: &Creds) -> RemoteSignerArgs {
-    let mut a = RemoteSignerArgs {
-        signer: Some(server.url()),
-        key_name: Some(key.to_string()),
-        ca: Some(pki.path("ca.crt")),
-        ..Default::default()
+fn remote_args(pki: &Pki, server: &Server, key: &str, creds: &Creds) -> RemoteSignerOptions {
+    let mut a = RemoteSignerOptions::new(server.url(), key);
+    a.ca = Some(pki.path("ca.crt"));
+    a.credentials = match creds {
+        Creds::None => Credentials::None,
+        Creds::Token(f) => Credentials::TokenFile(pki.path(f)),
+        Creds::Cert(n) => Credentials::ClientCert {
+            cert: pki.path(&format!("{n}.crt")),
+            key: pki.path(&format!("{n}.key")),
+        },
     };
-    match creds {
-        Creds::None => {}
-        Creds::Token(f) => a.token_file = Some(pki.path(f)),
-        Creds::Cert(n) => {
-            a.client_cert = Some(pki.path(&format!("{n}.crt")));
-            a.client_key = Some(pki.path(&format!("{n}.key")));
-        }
-    }
     a
+}
+
+/// `connect`, with the error as an `anyhow::Error` so `{:#}` shows its whole chain.
+fn connect(options: &RemoteSignerOptions) -> anyhow::Result<RemoteSigner> {
+    Ok(RemoteSigner::connect(options)?)
+}
+
+fn connect_with_retry(
+    options: &RemoteSignerOptions,
+    retry: RetryPolicy,
+) -> anyhow::Result<RemoteSigner> {
+    let mut options = options.clone();
+    options.retry = retry;
+    connect(&options)
 }
 
 #[test]
@@ -454,7 +462,7 @@ fn remote_signatures_are_byte_identical_to_local() {
     let expected = local.sign_digests(&batch).unwrap();
 
     for creds in [Creds::Token("token"), Creds::Cert("client1")] {
-        let remote = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &creds)).unwrap();
+        let remote = connect(&remote_args(&pki, &server, "k1", &creds)).unwrap();
         assert_eq!(remote.certificate_der(), local.certificate_der());
         let got = remote.sign_digests(&batch).unwrap();
         assert_eq!(got.len(), expected.len());
@@ -466,8 +474,7 @@ fn remote_signatures_are_byte_identical_to_local() {
         }
     }
     // k3 is k1's key encrypted with a passphrase file: same signatures.
-    let k3 =
-        RemoteSigner::from_args(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
+    let k3 = connect(&remote_args(&pki, &server, "k3", &Creds::Token("token"))).unwrap();
     assert_eq!(
         k3.sign_digests(&batch[..10]).unwrap(),
         expected[..10].to_vec()
@@ -679,7 +686,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
     );
 
     // The client turns refusals into clear errors before any package is touched.
-    let e = RemoteSigner::from_args(&remote_args(
+    let e = connect(&remote_args(
         &pki,
         &server,
         "k1",
@@ -690,16 +697,14 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
         format!("{e:#}").contains("HTTP 401 (bad_credentials): unknown bearer token"),
         "{e:#}"
     );
-    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token2")))
-        .unwrap_err();
+    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Token("token2"))).unwrap_err();
     assert!(
         format!("{e:#}").contains(
             "key \"k1\" does not exist or is not allowed for these credentials (allowed: k2)"
         ),
         "{e:#}"
     );
-    let e = RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder")))
-        .unwrap_err();
+    let e = connect(&remote_args(&pki, &server, "k1", &Creds::Cert("intruder"))).unwrap_err();
     assert!(
         format!("{e:#}").contains("HTTP 401 (bad_client_certificate)"),
         "{e:#}"
@@ -771,7 +776,7 @@ fn sigkill_mid_signing_then_restart() {
 
     // 1. Killed with no restart: the client retries, then fails naming the service; no partial
     //    result reaches the caller.
-    let mut remote = RemoteSigner::from_args_with_retry(
+    let mut remote = connect_with_retry(
         &remote_args(&pki, &server, "k1", &Creds::Token("token")),
         RetryPolicy {
             attempts: 3,
@@ -810,9 +815,7 @@ fn sigkill_mid_signing_then_restart() {
     let mut server = Server::start(&config, Some(&addr));
     assert_eq!(server.addr, addr);
     let remote = Arc::new({
-        let mut r =
-            RemoteSigner::from_args(&remote_args(&pki, &server, "k1", &Creds::Token("token")))
-                .unwrap();
+        let mut r = connect(&remote_args(&pki, &server, "k1", &Creds::Token("token"))).unwrap();
         r.set_batch_size(50);
         r
     });
@@ -909,7 +912,7 @@ fn refuses_to_sign_when_the_audit_log_cannot_be_written() {
         .unwrap()
         .contains("/dev/full"));
     assert!(answer.get("signatures").is_none());
-    let e = RemoteSigner::from_args_with_retry(
+    let e = connect_with_retry(
         &remote_args(&pki, &server, "k1", &Creds::Token("token")),
         RetryPolicy {
             attempts: 2,

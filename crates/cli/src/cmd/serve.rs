@@ -5,14 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-
-#[path = "../serve/mod.rs"]
-pub mod imp;
+use verity_service::server;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["config", "hash_token"])))]
 pub struct Args {
-    /// Configuration file (TOML; see dist/serve.example.toml).
+    /// Configuration file (TOML; see /usr/share/doc/rpm-verity/serve.example.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen on this address instead of the config's `listen` (port 0 picks a free port; the
@@ -37,14 +35,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if token.trim().is_empty() {
             anyhow::bail!("no token on stdin");
         }
-        println!("{}", imp::auth::token_hash_hex(&token));
+        println!("{}", server::token_hash_hex(&token));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(path) = args.config else {
         anyhow::bail!("--config is required");
     };
-    let config = imp::config::Config::load(&path)?;
-    let prepared = imp::prepare(config).with_context(|| format!("config {}", path.display()))?;
+    let config = server::Config::load(&path)?;
+    let prepared = server::prepare(config).with_context(|| format!("config {}", path.display()))?;
     if args.check {
         println!("rpm-verity serve: {} is valid", path.display());
         return Ok(ExitCode::SUCCESS);

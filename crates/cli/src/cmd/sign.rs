@@ -114,9 +114,7 @@ fn signer(args: &Args) -> anyhow::Result<Option<Box<dyn Signer>>> {
         if args.key.is_some() || args.cert.is_some() {
             bail!("give either --key/--cert (sign here) or --signer (sign remotely), not both");
         }
-        return Ok(Some(Box::new(crate::remote::RemoteSigner::from_args(
-            &args.remote,
-        )?)));
+        return Ok(Some(Box::new(args.remote.connect()?)));
     }
     let key = args.key.as_deref().ok_or_else(|| {
         anyhow!("no signing key: give --key KEY (and --cert CERT), or --signer URL")

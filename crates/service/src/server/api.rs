@@ -11,17 +11,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine;
 use fsverity::{FileDigest, HashAlgorithm};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::audit::AuditLog;
-use super::auth::{Clients, ConnInfo};
+use super::audit::{rfc3339, AuditLog};
+use super::auth::{Client, Clients, ConnInfo};
 use super::config::Limits;
+use super::error::ApiError;
 use super::keys::Key;
 use super::metrics::Metrics;
+use crate::protocol::{KeyInfo, KeyList, SignRequest, SignResponse, KEYS_PATH};
 
 pub struct AppState {
     pub keys: BTreeMap<String, Key>,
@@ -33,40 +33,12 @@ pub struct AppState {
     pub next_id: AtomicU64,
 }
 
-/// A refusal: the HTTP status, a stable machine-readable kind, and a message for humans.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
-    fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, kind, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"kind": self.kind, "message": self.message}});
-        (self.status, Json(body)).into_response()
-    }
-}
-
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/v1/keys", get(list_keys))
-        .route("/v1/keys/{name}/sign", post(sign))
+        .route(KEYS_PATH, get(list_keys))
+        .route(&crate::protocol::sign_path("{name}"), post(sign))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -178,26 +150,26 @@ async fn list_keys(
     };
     rec.set("client", json!(client.name));
     rec.set("auth", json!(method.as_str()));
-    let keys: Vec<Value> = st
+    let keys: Vec<KeyInfo> = st
         .keys
         .values()
         .filter(|k| client.keys.contains(&k.name))
-        .map(|k| {
-            json!({
-                "name": k.name,
-                "certificate_pem": k.cert_pem,
-                "hash_algorithms": ["sha256", "sha512"],
-            })
+        .map(|k| KeyInfo {
+            certificate_pem: k.cert_pem.clone(),
+            hash_algorithms: [HashAlgorithm::Sha256, HashAlgorithm::Sha512]
+                .map(|a| a.name().to_string())
+                .into(),
+            name: k.name.clone(),
         })
         .collect();
     rec.set("outcome", json!("listed"));
     rec.set("status", json!(200));
-    if let Err(msg) = st.audit.write(&rec.finish()).await {
+    if let Err(e) = st.audit.write(&rec.finish()).await {
         st.metrics.error("audit_unavailable");
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg)
+        return ApiError::from_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", &e)
             .into_response();
     }
-    Json(json!({"keys": keys})).into_response()
+    Json(KeyList { keys }).into_response()
 }
 
 async fn reject(st: &AppState, mut rec: Record, e: ApiError) -> Response {
@@ -206,13 +178,6 @@ async fn reject(st: &AppState, mut rec: Record, e: ApiError) -> Response {
     // The refusal stands whether or not its line could be written.
     let _ = st.audit.write(&rec.finish()).await;
     e.into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignRequest {
-    hash_alg: String,
-    digests: Vec<String>,
 }
 
 async fn sign(
@@ -241,6 +206,38 @@ async fn sign_inner(
     body: Body,
     rec: &mut Record,
 ) -> Result<Response, ApiError> {
+    let (client, key) = authorize(st, conn, name, headers, rec)?;
+    let body = read_body(body, headers, st.limits.max_body_bytes).await?;
+    let (alg, digests) = parse_sign_request(&body, st.limits.max_batch, rec)?;
+    let sigs = sign_on_pool(st, &client, key, &digests).await?;
+    // The refusal line (if the audit write fails) must not claim the digests were signed, so the
+    // success line is built on a copy.
+    let mut line = rec.0.clone();
+    line.insert(
+        "digests".into(),
+        Value::Array(digests.iter().map(|d| Value::String(d.to_hex())).collect()),
+    );
+    line.insert("outcome".into(), json!("signed"));
+    line.insert("status".into(), json!(200));
+    if let Err(e) = st.audit.write(&Value::Object(line)).await {
+        return Err(ApiError::from_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            &e,
+        ));
+    }
+    st.metrics.signatures(&key.name, sigs.len());
+    Ok(Json(SignResponse::new(&key.name, alg, &sigs)).into_response())
+}
+
+/// Who is asking, and whether they may use key `name`.
+fn authorize<'a>(
+    st: &'a AppState,
+    conn: &ConnInfo,
+    name: &str,
+    headers: &HeaderMap,
+    rec: &mut Record,
+) -> Result<(Arc<Client>, &'a Key), ApiError> {
     let (client, method) = st.clients.authenticate(headers, conn)?;
     rec.set("client", json!(client.name));
     rec.set("auth", json!(method.as_str()));
@@ -258,9 +255,16 @@ async fn sign_inner(
             format!("client {:?} may not use key {name:?}", client.name),
         ));
     }
+    Ok((client, key))
+}
 
-    let body = read_body(body, headers, st.limits.max_body_bytes).await?;
-    let req: SignRequest = serde_json::from_slice(&body).map_err(|e| {
+/// The digests of a sign request body, all checked before anything is signed.
+fn parse_sign_request(
+    body: &[u8],
+    max_batch: usize,
+    rec: &mut Record,
+) -> Result<(HashAlgorithm, Vec<FileDigest>), ApiError> {
+    let req: SignRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "malformed_json",
             format!("request body is not a valid sign request: {e}"),
@@ -280,35 +284,48 @@ async fn sign_inner(
     if req.digests.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "digests is empty"));
     }
-    if req.digests.len() > st.limits.max_batch {
+    if req.digests.len() > max_batch {
         return Err(ApiError::bad_request(
             "batch_too_large",
             format!(
-                "{} digests in one request; the limit is {}",
+                "{} digests in one request; the limit is {max_batch}",
                 req.digests.len(),
-                st.limits.max_batch
             ),
         ));
     }
-    let mut digests = Vec::with_capacity(req.digests.len());
-    for (i, h) in req.digests.iter().enumerate() {
-        let bytes = hex::decode(h).map_err(|e| {
-            ApiError::bad_request("bad_hex", format!("digests[{i}] is not hex: {e}"))
-        })?;
-        let d = FileDigest::new(alg, &bytes).ok_or_else(|| {
-            ApiError::bad_request(
-                "wrong_digest_length",
-                format!(
-                    "digests[{i}] has {} bytes; {} digests have {}",
-                    bytes.len(),
-                    alg.name(),
-                    alg.digest_size()
-                ),
-            )
-        })?;
-        digests.push(d);
-    }
+    let digests = req
+        .digests
+        .iter()
+        .enumerate()
+        .map(|(i, h)| parse_digest(alg, i, h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((alg, digests))
+}
 
+fn parse_digest(alg: HashAlgorithm, i: usize, hex_digest: &str) -> Result<FileDigest, ApiError> {
+    let bytes = hex::decode(hex_digest)
+        .map_err(|e| ApiError::bad_request("bad_hex", format!("digests[{i}] is not hex: {e}")))?;
+    FileDigest::new(alg, &bytes).ok_or_else(|| {
+        ApiError::bad_request(
+            "wrong_digest_length",
+            format!(
+                "digests[{i}] has {} bytes; {} digests have {}",
+                bytes.len(),
+                alg.name(),
+                alg.digest_size()
+            ),
+        )
+    })
+}
+
+/// Signs on the CPU pool, within the client's share of it, so signing never blocks the async
+/// workers and one client cannot take every core.
+async fn sign_on_pool(
+    st: &AppState,
+    client: &Client,
+    key: &Key,
+    digests: &[FileDigest],
+) -> Result<Vec<Vec<u8>>, ApiError> {
     let _slot = client.slots.clone().acquire_owned().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -316,61 +333,33 @@ async fn sign_inner(
             "server is shutting down",
         )
     })?;
+    let failed =
+        |msg: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", msg);
     let signer = key.signer.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let batch = digests.clone();
+    let batch = digests.to_vec();
     st.pool.spawn(move || {
         let _ = tx.send(signer.sign_digests(&batch));
     });
     let sigs = match rx.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Err(ApiError::new(
+            return Err(ApiError::from_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "signing_failed",
-                e.to_string(),
-            ));
+                &e,
+            ))
         }
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "signing_failed",
-                "signing thread panicked",
-            ));
-        }
+        Err(_) => return Err(failed("signing thread panicked".into())),
     };
     if sigs.len() != digests.len() {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "signing_failed",
-            format!(
-                "signer returned {} signatures for {} digests",
-                sigs.len(),
-                digests.len()
-            ),
-        ));
+        return Err(failed(format!(
+            "signer returned {} signatures for {} digests",
+            sigs.len(),
+            digests.len()
+        )));
     }
-
-    // The refusal line (if the audit write fails) must not claim the digests were signed, so the
-    // success line is built on a copy.
-    let mut line = rec.0.clone();
-    line.insert(
-        "digests".into(),
-        Value::Array(digests.iter().map(|d| Value::String(d.to_hex())).collect()),
-    );
-    line.insert("outcome".into(), json!("signed"));
-    line.insert("status".into(), json!(200));
-    if let Err(msg) = st.audit.write(&Value::Object(line)).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            msg,
-        ));
-    }
-    st.metrics.signatures(&key.name, sigs.len());
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let sigs: Vec<String> = sigs.iter().map(|s| b64.encode(s)).collect();
-    Ok(Json(json!({"key": key.name, "hash_alg": alg.name(), "signatures": sigs})).into_response())
+    Ok(sigs)
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
@@ -410,42 +399,5 @@ async fn read_body(
             "bad_request",
             format!("reading request body: {e}"),
         )),
-    }
-}
-
-/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, H. Hinnant), to avoid a date crate.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60,
-        d.subsec_millis()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
-        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
     }
 }

@@ -7,8 +7,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::sync::oneshot;
@@ -16,9 +17,25 @@ use tokio::sync::oneshot;
 /// Lines taken from the queue per commit, so one huge burst can't starve the acknowledgements.
 const MAX_GROUP: usize = 4096;
 
+/// Why a record may not be on disk. Cloneable because one failed commit answers every request of
+/// its group.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot write audit log {}", path.display())]
+    Write {
+        path: Arc<Path>,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("cannot encode an audit record")]
+    Encode(#[source] Arc<serde_json::Error>),
+    #[error("audit log writer has stopped")]
+    Stopped,
+}
+
 struct Entry {
     line: Vec<u8>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), AuditError>>,
 }
 
 #[derive(Clone)]
@@ -58,7 +75,7 @@ impl AuditLog {
             }
         }
         let (tx, rx) = mpsc::channel::<Entry>();
-        let path = path.to_path_buf();
+        let path: Arc<Path> = Arc::from(path);
         std::thread::Builder::new()
             .name("audit-log".into())
             .spawn(move || writer(file, len, path, rx))
@@ -68,15 +85,14 @@ impl AuditLog {
 
     /// Appends one record and waits until it is durable. An error means the record may not be on
     /// disk, so the caller must not hand out anything the record was meant to cover.
-    pub async fn write(&self, record: &serde_json::Value) -> Result<(), String> {
-        let mut line = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    pub async fn write(&self, record: &serde_json::Value) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| AuditError::Encode(Arc::new(e)))?;
         line.push(b'\n');
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Entry { line, done })
-            .map_err(|_| "audit log writer has stopped".to_string())?;
-        wait.await
-            .map_err(|_| "audit log writer has stopped".to_string())?
+            .map_err(|_| AuditError::Stopped)?;
+        wait.await.map_err(|_| AuditError::Stopped)?
     }
 }
 
@@ -97,7 +113,7 @@ fn complete_prefix_len(file: &mut File, len: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
-fn writer(mut file: File, mut len: u64, path: PathBuf, rx: mpsc::Receiver<Entry>) {
+fn writer(mut file: File, mut len: u64, path: Arc<Path>, rx: mpsc::Receiver<Entry>) {
     let is_regular = file
         .metadata()
         .map(|m| m.file_type().is_file())
@@ -129,15 +145,42 @@ fn writer(mut file: File, mut len: u64, path: PathBuf, rx: mpsc::Receiver<Entry>
                     let _ = file.set_len(len);
                     let _ = file.sync_data();
                 }
-                let msg = format!("cannot write audit log {}: {e}", path.display());
-                eprintln!("rpm-verity serve: {msg}");
-                Err(msg)
+                let e = AuditError::Write {
+                    path: path.clone(),
+                    source: Arc::new(e),
+                };
+                eprintln!("rpm-verity serve: {}", crate::error_chain(&e));
+                Err(e)
             }
         };
         for e in group.drain(..) {
             let _ = e.done.send(outcome.clone());
         }
     }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, H. Hinnant), to avoid a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        d.subsec_millis()
+    )
 }
 
 #[cfg(test)]
@@ -169,6 +212,13 @@ mod tests {
             .unwrap();
         let log = AuditLog::open(Path::new("/dev/full")).unwrap();
         let r = rt.block_on(log.write(&serde_json::json!({"c": 2})));
-        assert!(r.unwrap_err().contains("/dev/full"));
+        assert!(r.unwrap_err().to_string().contains("/dev/full"));
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_709_251_199_123);
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
     }
 }

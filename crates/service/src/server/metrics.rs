@@ -131,6 +131,11 @@ impl Metrics {
             "{p}_in_flight_requests {}",
             self.in_flight.load(Ordering::Relaxed)
         );
+        self.render_sign_latency(&mut out, p);
+        out
+    }
+
+    fn render_sign_latency(&self, out: &mut String, p: &str) {
         let _ = writeln!(
             out,
             "# HELP {p}_sign_request_duration_seconds Time to answer sign requests."
@@ -151,7 +156,6 @@ impl Metrics {
         let sum = self.sign_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{p}_sign_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "{p}_sign_request_duration_seconds_count {count}");
-        out
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::protocol::{is_valid_key_name, MAX_BATCH};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -60,10 +62,6 @@ struct RawClient {
     keys: Vec<String>,
 }
 
-/// Hard ceiling of the API: a batch never exceeds this, whatever the config says, so clients can
-/// rely on it.
-pub const API_MAX_BATCH: usize = 1000;
-
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -79,7 +77,7 @@ impl Default for Limits {
         Self {
             // 1000 SHA-512 digests in hex with JSON punctuation is ~135 KB.
             max_body_bytes: 256 * 1024,
-            max_batch: API_MAX_BATCH,
+            max_batch: MAX_BATCH,
             per_client_concurrency: 16,
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
@@ -140,116 +138,22 @@ impl Config {
             .listen
             .parse()
             .with_context(|| format!("listen = {:?} is not an IP:port address", raw.listen))?;
-
-        let d = Limits::default();
-        let l = raw.limits;
-        let limits = Limits {
-            max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
-            max_batch: l.max_batch.unwrap_or(d.max_batch),
-            per_client_concurrency: l.per_client_concurrency.unwrap_or(d.per_client_concurrency),
-            request_timeout: l
-                .request_timeout_secs
-                .map(Duration::from_secs)
-                .unwrap_or(d.request_timeout),
-            max_connections: l.max_connections.unwrap_or(d.max_connections),
-            shutdown_grace: l
-                .shutdown_grace_secs
-                .map(Duration::from_secs)
-                .unwrap_or(d.shutdown_grace),
-        };
-        if limits.max_batch == 0 || limits.max_batch > API_MAX_BATCH {
-            bail!("limits.max_batch must be between 1 and {API_MAX_BATCH}");
-        }
-        if limits.max_body_bytes < 1024 {
-            bail!("limits.max_body_bytes must be at least 1024");
-        }
-        if limits.per_client_concurrency == 0 || limits.max_connections == 0 {
-            bail!("limits.per_client_concurrency and limits.max_connections must be at least 1");
-        }
-        if limits.request_timeout.is_zero() {
-            bail!("limits.request_timeout_secs must be at least 1");
-        }
-
-        let mut key_names = BTreeSet::new();
-        let mut keys = Vec::new();
-        for k in &raw.keys {
-            check_name(&k.name).with_context(|| format!("key name {:?}", k.name))?;
-            if !key_names.insert(k.name.clone()) {
-                bail!("key {:?} is defined twice", k.name);
-            }
-            keys.push(KeyConfig {
+        let limits = raw.limits.resolve()?;
+        let keys = raw
+            .keys
+            .iter()
+            .map(|k| KeyConfig {
                 name: k.name.clone(),
                 key: rel(&k.key),
                 cert: rel(&k.cert),
                 passphrase_file: k.passphrase_file.as_ref().map(rel),
-            });
-        }
-        if keys.is_empty() {
-            bail!("no [[key]] configured");
-        }
-
-        let mut client_names = BTreeSet::new();
-        let mut cns: HashMap<String, String> = HashMap::new();
-        let mut tokens: HashMap<[u8; 32], String> = HashMap::new();
-        let mut clients = Vec::new();
-        for c in &raw.clients {
-            if c.name.is_empty() {
-                bail!("a [[client]] has an empty name");
-            }
-            if !client_names.insert(c.name.clone()) {
-                bail!("client {:?} is defined twice", c.name);
-            }
-            if c.cert_cn.is_none() && c.token_sha256.is_empty() {
-                bail!("client {:?} has neither cert_cn nor token_sha256, so it could never authenticate", c.name);
-            }
-            if let Some(cn) = &c.cert_cn {
-                if let Some(other) = cns.insert(cn.clone(), c.name.clone()) {
-                    bail!(
-                        "clients {:?} and {:?} have the same cert_cn {:?}",
-                        other,
-                        c.name,
-                        cn
-                    );
-                }
-            }
-            let mut hashes = Vec::new();
-            for h in &c.token_sha256 {
-                let bytes = hex::decode(h.trim())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .with_context(|| {
-                        format!(
-                            "client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)",
-                            c.name
-                        )
-                    })?;
-                if let Some(other) = tokens.insert(bytes, c.name.clone()) {
-                    bail!("clients {:?} and {:?} share a token", other, c.name);
-                }
-                hashes.push(bytes);
-            }
-            let mut allowed = BTreeSet::new();
-            for k in &c.keys {
-                if !key_names.contains(k) {
-                    bail!(
-                        "client {:?} is allowed key {:?}, which is not configured",
-                        c.name,
-                        k
-                    );
-                }
-                allowed.insert(k.clone());
-            }
-            clients.push(ClientConfig {
-                name: c.name.clone(),
-                cert_cn: c.cert_cn.clone(),
-                token_sha256: hashes,
-                keys: allowed,
-            });
-        }
+            })
+            .collect::<Vec<_>>();
+        let key_names = check_keys(&keys)?;
+        let clients = parse_clients(&raw.clients, &key_names)?;
         if clients.iter().any(|c| c.cert_cn.is_some()) && raw.tls.client_ca.is_none() {
             bail!("a client has cert_cn but tls.client_ca is not set, so client certificates cannot be verified");
         }
-
         Ok(Self {
             listen,
             audit_log: rel(&raw.audit_log),
@@ -263,16 +167,138 @@ impl Config {
     }
 }
 
+impl RawLimits {
+    /// The limits with defaults filled in, refusing values that would make the service refuse
+    /// everything or promise more than the API allows.
+    fn resolve(self) -> anyhow::Result<Limits> {
+        let d = Limits::default();
+        let limits = Limits {
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_batch: self.max_batch.unwrap_or(d.max_batch),
+            per_client_concurrency: self
+                .per_client_concurrency
+                .unwrap_or(d.per_client_concurrency),
+            request_timeout: self
+                .request_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.request_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            shutdown_grace: self
+                .shutdown_grace_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.shutdown_grace),
+        };
+        if limits.max_batch == 0 || limits.max_batch > MAX_BATCH {
+            bail!("limits.max_batch must be between 1 and {MAX_BATCH}");
+        }
+        if limits.max_body_bytes < 1024 {
+            bail!("limits.max_body_bytes must be at least 1024");
+        }
+        if limits.per_client_concurrency == 0 || limits.max_connections == 0 {
+            bail!("limits.per_client_concurrency and limits.max_connections must be at least 1");
+        }
+        if limits.request_timeout.is_zero() {
+            bail!("limits.request_timeout_secs must be at least 1");
+        }
+        Ok(limits)
+    }
+}
+
+/// The names of `keys`, refusing unusable and duplicate names and an empty list.
+fn check_keys(keys: &[KeyConfig]) -> anyhow::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for k in keys {
+        check_name(&k.name).with_context(|| format!("key name {:?}", k.name))?;
+        if !names.insert(k.name.clone()) {
+            bail!("key {:?} is defined twice", k.name);
+        }
+    }
+    if names.is_empty() {
+        bail!("no [[key]] configured");
+    }
+    Ok(names)
+}
+
+/// Identities that must be unique across clients, so that a credential names exactly one.
+#[derive(Default)]
+struct Claimed {
+    names: BTreeSet<String>,
+    cns: HashMap<String, String>,
+    tokens: HashMap<[u8; 32], String>,
+}
+
+fn parse_clients(
+    raw: &[RawClient],
+    key_names: &BTreeSet<String>,
+) -> anyhow::Result<Vec<ClientConfig>> {
+    let mut claimed = Claimed::default();
+    raw.iter()
+        .map(|c| parse_client(c, key_names, &mut claimed))
+        .collect()
+}
+
+fn parse_client(
+    c: &RawClient,
+    key_names: &BTreeSet<String>,
+    claimed: &mut Claimed,
+) -> anyhow::Result<ClientConfig> {
+    if c.name.is_empty() {
+        bail!("a [[client]] has an empty name");
+    }
+    if !claimed.names.insert(c.name.clone()) {
+        bail!("client {:?} is defined twice", c.name);
+    }
+    if c.cert_cn.is_none() && c.token_sha256.is_empty() {
+        bail!(
+            "client {:?} has neither cert_cn nor token_sha256, so it could never authenticate",
+            c.name
+        );
+    }
+    if let Some(cn) = &c.cert_cn {
+        if let Some(other) = claimed.cns.insert(cn.clone(), c.name.clone()) {
+            bail!(
+                "clients {:?} and {:?} have the same cert_cn {:?}",
+                other,
+                c.name,
+                cn
+            );
+        }
+    }
+    let mut hashes = Vec::new();
+    for h in &c.token_sha256 {
+        let bytes = hex::decode(h.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .with_context(|| {
+                format!(
+                    "client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)",
+                    c.name
+                )
+            })?;
+        if let Some(other) = claimed.tokens.insert(bytes, c.name.clone()) {
+            bail!("clients {:?} and {:?} share a token", other, c.name);
+        }
+        hashes.push(bytes);
+    }
+    if let Some(k) = c.keys.iter().find(|k| !key_names.contains(*k)) {
+        bail!(
+            "client {:?} is allowed key {:?}, which is not configured",
+            c.name,
+            k
+        );
+    }
+    Ok(ClientConfig {
+        name: c.name.clone(),
+        cert_cn: c.cert_cn.clone(),
+        token_sha256: hashes,
+        keys: c.keys.iter().cloned().collect(),
+    })
+}
+
 /// Key names appear in URLs, so they are restricted to characters that need no escaping.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 128 {
-        bail!("must be 1 to 128 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        bail!("may only contain letters, digits, '-', '_' and '.'");
+    if !is_valid_key_name(name) {
+        bail!("must be 1 to 128 characters: letters, digits, '-', '_' and '.'");
     }
     Ok(())
 }

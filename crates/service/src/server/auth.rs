@@ -9,8 +9,8 @@ use der::Decode;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::api::ApiError;
 use super::config::ClientConfig;
+use super::error::ApiError;
 
 /// What the TLS layer learned about the connection; attached to every request on it.
 #[derive(Clone, Debug)]
