@@ -1,25 +1,51 @@
-//! `rpm-verity`: fs-verity for RPM packages, end to end.
+//! `rpm-verity`: fs-verity for RPM packages, end to end. This crate is the command line only:
+//! clap definitions and the rendering of the library crates' typed results as text or JSON.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod args;
 mod cmd;
+mod manpage;
 mod remote;
 mod render;
 mod util;
+
+/// The exit codes every command shares; commands with more say so in their own help.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success: everything asked for was done and checked
+  1  failure: a package or file failed a check, or an error stopped the command
+  2  usage error (unknown option, bad value)
+  3  enable only: no failure, but some files are on a filesystem without fs-verity";
 
 #[derive(Parser)]
 #[command(
     name = "rpm-verity",
     version,
-    about = "fs-verity for RPM packages: digest, sign, verify, enable, audit"
+    about = "fs-verity for RPM packages: digest, sign, verify, enable, audit",
+    after_help = EXIT_STATUS,
+    arg_required_else_help = true,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
 )]
 struct Cli {
+    /// Print the man page (roff) or shell completions, generated from these definitions.
+    #[arg(long, value_name = "WHAT", exclusive = true)]
+    generate: Option<Generate>,
+
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Generate {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
 }
 
 #[derive(Subcommand)]
@@ -42,11 +68,39 @@ enum Command {
     Status(cmd::status::Args),
     /// Run the remote signing service.
     Serve(cmd::serve::Args),
+    /// Print the help of rpm-verity or of a command (`help sign`, `help keyring load`).
+    Help(HelpArgs),
+}
+
+#[derive(clap::Args)]
+struct HelpArgs {
+    /// The command (and subcommand) to explain.
+    #[arg(value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match (cli.generate, cli.command) {
+        (Some(what), _) => generate(what),
+        (None, Some(command)) => run(command),
+        // clap requires one of them.
+        (None, None) => Ok(ExitCode::from(2)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            util::report_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Digest(a) => cmd::digest::run(a),
         Command::SignFile(a) => cmd::sign_file::run(a),
         Command::Sign(a) => cmd::sign::run(a),
@@ -56,12 +110,65 @@ fn main() -> ExitCode {
         Command::Keyring(a) => cmd::keyring::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Serve(a) => cmd::serve::run(a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            util::report_error(&e);
-            ExitCode::from(1)
+        Command::Help(a) => help(&a.command),
+    }
+}
+
+/// Help and version go to stdout as clap prints them; real usage errors are named after the
+/// program, like every other error (`rpm-verity: error: ...`), and exit with 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
         }
+        _ => {
+            eprint!("rpm-verity: {}", e.render());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn help(path: &[String]) -> anyhow::Result<ExitCode> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut target = &mut cmd;
+    for name in path {
+        target = match target.find_subcommand_mut(name) {
+            Some(sub) => sub,
+            None => anyhow::bail!("no such command: {}", path.join(" ")),
+        };
+    }
+    target.print_long_help()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(what: Generate) -> anyhow::Result<ExitCode> {
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let shell = match what {
+        Generate::Man => {
+            manpage::render(&cmd, &mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "rpm-verity", &mut out);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -18,12 +18,11 @@ pub struct Args {
     #[arg(required = true, value_name = "PKG")]
     pub packages: Vec<PathBuf>,
 
-    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8). rpmsign spelling: --fskpath.
+    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8).
     #[arg(long, visible_alias = "fskpath", value_name = "KEY")]
     pub key: Option<PathBuf>,
 
     /// PEM or DER X.509 certificate of the key (default: the key file, if it holds one).
-    /// rpmsign spelling: --certpath.
     #[arg(long, visible_alias = "certpath", value_name = "CERT")]
     pub cert: Option<PathBuf>,
 
@@ -31,7 +30,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub key_pass_file: Option<PathBuf>,
 
-    /// fs-verity hash algorithm. rpmsign spelling: --verityalgo.
+    /// fs-verity hash algorithm (any case, as rpmsign takes it).
     #[arg(long, visible_alias = "verityalgo", default_value = "sha256", value_parser = parse_hash_alg)]
     pub hash_alg: HashAlgorithm,
 
