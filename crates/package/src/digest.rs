@@ -17,6 +17,20 @@ use anyhow::{anyhow, bail, Context};
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::{CpioReader, FileList, Package, PackageHeaders, PayloadSummary};
 
+/// What a long package wants to tell a progress bar. Sizes are file content bytes, what
+/// hashing costs; the payload's compression makes its own size a poor measure.
+pub trait Progress: Sync {
+    /// Streaming starts: the package holds `total` bytes of regular-file content.
+    fn started(&self, _total: u64) {}
+    /// `n` more bytes of file content were read from the payload.
+    fn hashed(&self, _n: u64) {}
+}
+
+/// No progress wanted.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
 /// Files up to this size are read whole and hashed as one job; bigger ones are streamed.
 const WHOLE_FILE_MAX: u64 = 1 << 20;
 /// Chunk size of streamed files, and how many chunks may wait per stream.
@@ -189,6 +203,7 @@ pub fn digest_package(
     path: &Path,
     alg: HashAlgorithm,
     pool: &HashPool,
+    progress: &dyn Progress,
 ) -> anyhow::Result<PackageDigests> {
     let file = File::open(path).context("cannot open")?;
     let meta = file.metadata().context("cannot stat")?;
@@ -197,6 +212,14 @@ pub fn digest_package(
     }
     let package = Package::open(BufReader::with_capacity(256 << 10, file))?;
     let files = package.files()?;
+    progress.started(
+        files
+            .files()
+            .iter()
+            .filter(|f| f.is_regular())
+            .map(|f| f.size)
+            .sum(),
+    );
     // Reading and checking the raw payload runs on its own thread (`md5 = false`: the legacy
     // MD5 is skipped when the stronger PAYLOADDIGEST exists).
     let (headers, payload) = package.into_payload_threaded(false)?;
@@ -217,6 +240,7 @@ pub fn digest_package(
             continue;
         }
         bytes_hashed += entry.size;
+        progress.hashed(entry.size);
         if entry.size <= WHOLE_FILE_MAX {
             let mut data = pool.buffers.take(entry.size as usize);
             read_content(&mut cpio, &mut data, entry.size as usize)

@@ -15,6 +15,6 @@ pub mod sign;
 pub mod signatures;
 pub mod verify;
 
-pub use digest::{digest_package, HashPool, PackageDigests};
+pub use digest::{digest_package, HashPool, NoProgress, PackageDigests, Progress};
 pub use output::{write_atomic, AtomicFile};
 pub use signatures::{SignaturesError, VeritySignatures};

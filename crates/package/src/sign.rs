@@ -19,8 +19,9 @@ use rpm_format::{Lead, Package, RewriteMode, RewritePlan};
 use serde::Serialize;
 use verity_signing::Signer;
 
-use crate::digest::{self, HashPool};
+use crate::digest::{self, HashPool, Progress};
 use crate::output::AtomicFile;
+use crate::signatures::VeritySignatures;
 use copy::EarlyCopy;
 
 /// What to do to each package.
@@ -60,8 +61,38 @@ pub enum WriteMode {
     Rewrite,
 }
 
+/// The verity signatures a package carried before: what `--delete` removed or a re-sign
+/// replaced.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PreviousSignatures {
+    /// Entries of tag 276.
+    pub signatures: usize,
+    /// Distinct signers (issuer and serial) of the entries that parse.
+    pub signers: Vec<String>,
+}
+
+impl PreviousSignatures {
+    fn of(h: &rpm_format::Header) -> Option<PreviousSignatures> {
+        let sigs = VeritySignatures::read(h).ok()??;
+        let mut signers: Vec<String> = Vec::new();
+        for i in 0..sigs.len() {
+            let Ok(Some(der)) = sigs.get(i) else { continue };
+            if let Ok(p) = verity_signing::Pkcs7Signature::parse(&der) {
+                let who = p.signer().to_string();
+                if !signers.contains(&who) {
+                    signers.push(who);
+                }
+            }
+        }
+        Some(PreviousSignatures {
+            signatures: sigs.len(),
+            signers,
+        })
+    }
+}
+
 /// One package's result, in the shape `--json` prints it.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SignOutcome {
     pub package: String,
     pub status: SignStatus,
@@ -79,6 +110,11 @@ pub struct SignOutcome {
     pub signature_header_after: usize,
     pub signature_header_growth: i64,
     pub file_growth: i64,
+    /// Size of the package before, for growth in percent of the package.
+    pub package_size: u64,
+    /// Tag 276 as it was before (`None`: the package had none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<PreviousSignatures>,
     pub seconds: f64,
 }
 
@@ -97,19 +133,27 @@ impl SignOutcome {
             signature_header_after: 0,
             signature_header_growth: 0,
             file_growth: 0,
+            package_size: 0,
+            replaced: None,
             seconds: 0.0,
         }
     }
 }
 
-/// Signs (or strips) `packages`, up to `threads` at once sharing one hashing pool, and calls
-/// `done` as each finishes. Results come back in argument order.
+/// Reports of a run over several packages.
+pub trait SignProgress: Progress {
+    /// Package `index` (of the argument list) is done.
+    fn finished(&self, index: usize, outcome: &SignOutcome);
+}
+
+/// Signs (or strips) `packages`, up to `threads` at once sharing one hashing pool, and tells
+/// `progress` as each finishes. Results come back in argument order.
 pub fn sign_packages(
     packages: &[PathBuf],
     opts: &SignOptions,
     action: Action<'_>,
     threads: usize,
-    done: &(dyn Fn(&SignOutcome) + Sync),
+    progress: &dyn SignProgress,
 ) -> anyhow::Result<Vec<SignOutcome>> {
     let pool = HashPool::new(threads, opts.hash_alg)?;
     let next = AtomicUsize::new(0);
@@ -123,8 +167,8 @@ pub fn sign_packages(
                 let Some(pkg) = packages.get(i) else {
                     break;
                 };
-                let out = sign_package(pkg, opts, action, &pool);
-                done(&out);
+                let out = sign_package(pkg, opts, action, &pool, progress);
+                progress.finished(i, &out);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(out);
                 }
@@ -147,10 +191,11 @@ pub fn sign_package(
     opts: &SignOptions,
     action: Action<'_>,
     pool: &HashPool,
+    progress: &dyn Progress,
 ) -> SignOutcome {
     let started = Instant::now();
     let mut out = SignOutcome::new(pkg);
-    if let Err(e) = process(pkg, opts, action, pool, &mut out) {
+    if let Err(e) = process(pkg, opts, action, pool, progress, &mut out) {
         out.status = SignStatus::Error;
         out.error = Some(format!("{e:#}"));
     }
@@ -179,25 +224,28 @@ fn process(
     opts: &SignOptions,
     action: Action<'_>,
     pool: &HashPool,
+    progress: &dyn Progress,
     out: &mut SignOutcome,
 ) -> anyhow::Result<()> {
     let before = fs::metadata(pkg).context("cannot stat")?;
     if before.is_dir() {
         bail!("is a directory, not a package");
     }
+    out.package_size = before.len();
     let dest = match &opts.output_dir {
         Some(dir) => dir.join(pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?),
         None => pkg.to_path_buf(),
     };
     let prepared = match action {
         Action::Delete => prepare_delete(pkg, opts)?,
-        Action::Sign(signer) => prepare_sign(pkg, &dest, opts, signer, pool)?,
+        Action::Sign(signer) => prepare_sign(pkg, &dest, opts, signer, pool, progress)?,
     };
     let Some(p) = prepared else {
         out.status = SignStatus::Skipped;
         out.error = Some("source package (use --include-source to sign it)".into());
         return Ok(());
     };
+    out.replaced = PreviousSignatures::of(p.headers.signature.header());
     out.files = p.files;
     out.bytes_hashed = p.bytes_hashed;
     out.signatures_made = p.signatures_made;
@@ -253,6 +301,7 @@ fn prepare_sign(
     opts: &SignOptions,
     signer: &dyn Signer,
     pool: &HashPool,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Option<Prepared>> {
     let early = {
         let f = File::open(pkg).context("cannot open")?;
@@ -263,7 +312,7 @@ fn prepare_sign(
         let in_place_allowed = opts.output_dir.is_none();
         copy::start_early_copy(pkg, &p, dest, in_place_allowed, opts.hash_alg, signer)?
     };
-    let pd = digest::digest_package(pkg, opts.hash_alg, pool)?;
+    let pd = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
     if let Err(e) = pd.integrity {
         return Err(anyhow::Error::new(e).context("corrupt package, not signed"));
     }

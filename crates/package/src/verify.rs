@@ -130,7 +130,7 @@ impl Verifier {
             Some((_, pool)) => pool,
             None => bail!("no hashing pool for {alg}"),
         };
-        let pd = digest::digest_package(pkg, alg, pool)?;
+        let pd = digest::digest_package(pkg, alg, pool, &digest::NoProgress)?;
         check_digests(pkg, &pd, alg, &self.trusted)
     }
 }

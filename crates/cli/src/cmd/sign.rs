@@ -1,15 +1,20 @@
 //! `rpm-verity sign`: add fs-verity signatures (tags 276/277) to RPM packages, like
 //! `rpmsign --signverity` without GPG; the engine is `verity_package::sign`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 use fsverity::HashAlgorithm;
-use verity_package::sign::{self, Action, SignOptions, SignOutcome, SignStatus, WriteMode};
+use verity_package::sign::{
+    self, Action, SignOptions, SignOutcome, SignProgress, SignStatus, WriteMode,
+};
+use verity_package::Progress;
 use verity_signing::{LocalSigner, Signer};
 
-use crate::args::{parse_hash_alg, JobsOption, JsonOption};
+use crate::args::{parse_hash_alg, JobsOption, JsonOption, Verbosity};
 use crate::render;
 
 #[derive(clap::Args)]
@@ -53,6 +58,9 @@ pub struct Args {
     pub json: JsonOption,
 
     #[command(flatten)]
+    pub verbosity: Verbosity,
+
+    #[command(flatten)]
     pub remote: crate::remote::RemoteSignerArgs,
 }
 
@@ -76,23 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         output_dir: args.output_dir.clone(),
         include_source: args.include_source,
     };
-    let json = args.json.json;
-    let progress = render::count_bar(args.packages.len() as u64, "signing");
-    let done = |out: &SignOutcome| {
-        if !json {
-            progress.suspend(|| {
-                if out.status == SignStatus::Error {
-                    eprintln!("rpm-verity: error: {}", line(out));
-                } else {
-                    println!("{}", line(out));
-                }
-            });
-        }
-        progress.inc(1);
-    };
-    let results = sign::sign_packages(&args.packages, &opts, action, threads, &done)?;
-    progress.finish_and_clear();
-    print_summary(&results, json, args.packages.len())?;
+    let report = Report::new(&args);
+    let results = sign::sign_packages(&args.packages, &opts, action, threads, &report)?;
+    report.finish();
+    print_summary(&results, &args)?;
     let failed = results
         .iter()
         .filter(|o| o.status == SignStatus::Error)
@@ -102,6 +97,89 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Text output while packages finish: one line per package in argument order (a package that
+/// finishes early waits for those before it), a count bar for several packages and a byte bar
+/// for one.
+struct Report {
+    text: bool,
+    verbosity: Verbosity,
+    bar: indicatif::ProgressBar,
+    bytes: bool,
+    /// Next package to print, and finished ones waiting for it.
+    pending: Mutex<(usize, BTreeMap<usize, SignOutcome>)>,
+}
+
+impl Report {
+    fn new(args: &Args) -> Report {
+        let n = args.packages.len();
+        let bytes = n == 1;
+        let bar = if bytes {
+            render::progress_bar(0, &args.packages[0].display().to_string())
+        } else {
+            render::count_bar(n as u64, "signing")
+        };
+        Report {
+            text: !args.json.json,
+            verbosity: args.verbosity,
+            bar,
+            bytes,
+            pending: Mutex::new((0, BTreeMap::new())),
+        }
+    }
+
+    fn print(&self, o: &SignOutcome) {
+        if !self.text {
+            return;
+        }
+        if o.status == SignStatus::Error {
+            eprintln!("rpm-verity: error: {}", line(o));
+        } else if !self.verbosity.quiet {
+            println!("{}", line(o));
+            if self.verbosity.verbose {
+                if let Some(r) = &o.replaced {
+                    for s in &r.signers {
+                        println!("  previous signer: {s}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Report {
+    fn started(&self, total: u64) {
+        if self.bytes {
+            self.bar.set_length(total);
+        }
+    }
+    fn hashed(&self, n: u64) {
+        if self.bytes {
+            self.bar.inc(n);
+        }
+    }
+}
+
+impl SignProgress for Report {
+    fn finished(&self, index: usize, outcome: &SignOutcome) {
+        if !self.bytes {
+            self.bar.inc(1);
+        }
+        let Ok(mut guard) = self.pending.lock() else {
+            return;
+        };
+        let (next, waiting) = &mut *guard;
+        waiting.insert(index, outcome.clone());
+        while let Some(o) = waiting.remove(next) {
+            self.bar.suspend(|| self.print(&o));
+            *next += 1;
+        }
+    }
 }
 
 /// The signer `--key`/`--cert` or `--signer` describe; `None` with `--delete`.
@@ -124,19 +202,24 @@ fn signer(args: &Args) -> anyhow::Result<Option<Box<dyn Signer>>> {
     Ok(Some(Box::new(signer)))
 }
 
-fn print_summary(results: &[SignOutcome], json: bool, packages: usize) -> anyhow::Result<()> {
+fn print_summary(results: &[SignOutcome], args: &Args) -> anyhow::Result<()> {
     let count = |s: SignStatus| results.iter().filter(|o| o.status == s).count();
     let failed = count(SignStatus::Error);
-    if json {
+    let done = count(SignStatus::Signed) + count(SignStatus::Deleted);
+    let skipped = count(SignStatus::Skipped);
+    if args.json.json {
         let doc = serde_json::json!({
             "packages": results,
+            "done": done,
+            "skipped": skipped,
             "failed": failed,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else if packages > 1 {
-        let done = count(SignStatus::Signed) + count(SignStatus::Deleted);
-        let skipped = count(SignStatus::Skipped);
-        println!("{done} packages done, {skipped} skipped, {failed} failed");
+    } else if args.packages.len() > 1 && !args.verbosity.quiet {
+        println!(
+            "{}, {skipped} skipped, {failed} failed",
+            render::count(done, "package done", "packages done")
+        );
     }
     Ok(())
 }
@@ -144,29 +227,16 @@ fn print_summary(results: &[SignOutcome], json: bool, packages: usize) -> anyhow
 /// One package's line of text output.
 fn line(o: &SignOutcome) -> String {
     match o.status {
-        SignStatus::Signed | SignStatus::Deleted => {
-            let pct = if o.signature_header_before > 0 {
-                100.0 * o.signature_header_growth as f64 / o.signature_header_before as f64
-            } else {
-                0.0
-            };
-            format!(
-                "{}: {} files, {} hashed, {} signatures made, signature header {:+} bytes ({:+.1}%), {}{} in {:.2}s",
-                o.package,
-                o.files,
-                render::human_bytes(o.bytes_hashed),
-                o.signatures_made,
-                o.signature_header_growth,
-                pct,
-                match o.mode {
-                    Some(WriteMode::InPlace) => "written in place".to_string(),
-                    Some(WriteMode::Rewrite) => format!("file {:+} bytes", o.file_growth),
-                    None => String::new(),
-                },
-                o.output.as_ref().map(|p| format!(" -> {p}")).unwrap_or_default(),
-                o.seconds
-            )
-        }
+        SignStatus::Signed => format!(
+            "{}: {}, {} hashed, {}, {}, {}",
+            o.package,
+            render::count(o.files, "file", "files"),
+            render::human_bytes(o.bytes_hashed),
+            render::count(o.signatures_made, "signature made", "signatures made"),
+            previous(o),
+            written(o),
+        ),
+        SignStatus::Deleted => format!("{}: {}, {}", o.package, previous(o), written(o)),
         SignStatus::Skipped => format!(
             "{}: skipped: {}",
             o.package,
@@ -174,4 +244,50 @@ fn line(o: &SignOutcome) -> String {
         ),
         SignStatus::Error => format!("{}: {}", o.package, o.error.as_deref().unwrap_or("failed")),
     }
+}
+
+/// What happened to the signatures the package had.
+fn previous(o: &SignOutcome) -> String {
+    let verb = match o.status {
+        SignStatus::Deleted => "removed",
+        _ => "replaced",
+    };
+    match &o.replaced {
+        None if o.status == SignStatus::Deleted => "no signatures to remove".to_string(),
+        None => "no previous signatures".to_string(),
+        Some(r) => {
+            let by = match r.signers.as_slice() {
+                [] => String::new(),
+                [one] => format!(" by {one}"),
+                more => format!(" by {} signers", more.len()),
+            };
+            format!(
+                "{} {verb}{by}",
+                render::count(r.signatures, "signature", "signatures")
+            )
+        }
+    }
+}
+
+/// Growth of the package file (in bytes and as a share of the package), where it went, and
+/// how long it took.
+fn written(o: &SignOutcome) -> String {
+    let pct = if o.package_size > 0 {
+        100.0 * o.file_growth as f64 / o.package_size as f64
+    } else {
+        0.0
+    };
+    format!(
+        "package {:+} bytes ({pct:+.1}%){}{} in {:.2}s",
+        o.file_growth,
+        match o.mode {
+            Some(WriteMode::InPlace) => ", written in place",
+            _ => "",
+        },
+        o.output
+            .as_ref()
+            .map(|p| format!(" -> {p}"))
+            .unwrap_or_default(),
+        o.seconds
+    )
 }

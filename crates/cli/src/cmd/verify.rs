@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use verity_package::verify::{FileStatus, PackageVerdict, Verifier};
 
-use crate::args::{JobsOption, JsonOption};
+use crate::args::{JobsOption, JsonOption, Verbosity};
+use crate::render;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,9 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "CERT")]
     pub cert: Vec<PathBuf>,
 
-    /// Print only problems and the summary.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 
     #[command(flatten)]
     pub jobs: JobsOption,
@@ -43,19 +43,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for pkg in &args.packages {
         let r = verifier.verify(pkg);
         if !json {
-            print_text(&r, args.quiet);
+            print_text(&r, args.verbosity);
         }
         results.push(r);
     }
     verifier.shutdown();
     let failed = results.iter().filter(|r| !r.ok).count();
+    let verified = results.len() - failed;
     if json {
-        let doc = serde_json::json!({ "packages": results, "failed": failed });
+        let doc =
+            serde_json::json!({ "packages": results, "verified": verified, "failed": failed });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else if args.packages.len() > 1 {
+    } else if args.packages.len() > 1 && !args.verbosity.quiet {
         println!(
-            "{} packages verified, {failed} failed",
-            results.len() - failed
+            "{}, {failed} failed",
+            render::count(verified, "package verified", "packages verified")
         );
     }
     Ok(if failed > 0 {
@@ -65,7 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_text(r: &PackageVerdict, quiet: bool) {
+/// Problems always, every file with `-v`, the package's summary unless `-q` (as `rpm -K`
+/// and `rpm -V` report).
+fn print_text(r: &PackageVerdict, verbosity: Verbosity) {
     if let Some(e) = &r.error {
         eprintln!("rpm-verity: error: {}: {e}", r.package);
         if r.files.is_empty() {
@@ -73,7 +77,7 @@ fn print_text(r: &PackageVerdict, quiet: bool) {
         }
     }
     for f in &r.files {
-        if quiet && f.status == FileStatus::Ok {
+        if f.status.is_good() && !verbosity.verbose {
             continue;
         }
         let mut line = format!("{:<9} {}", f.status.name(), f.path);
@@ -87,11 +91,14 @@ fn print_text(r: &PackageVerdict, quiet: bool) {
         }
         println!("{line}");
     }
+    if verbosity.quiet {
+        return;
+    }
     println!(
-        "{}: {} ({} files: {} good, {} bad)",
+        "{}: {} ({}: {} good, {} bad)",
         r.package,
         if r.ok { "OK" } else { "FAILED" },
-        r.files.len(),
+        render::count(r.files.len(), "file", "files"),
         r.good,
         r.bad
     );
