@@ -428,13 +428,7 @@ fn write_new_file(
     out.write_all(&plan.signature_bytes)?;
     input.seek(SeekFrom::Start(main_offset))?;
     std::io::copy(&mut input, out.file()).context("copying header and payload")?;
-    fs::set_permissions(
-        out.temp_path(),
-        fs::Permissions::from_mode(src_meta.mode() & 0o7777),
-    )?;
-    let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
-    out.commit().context("replacing the package")?;
-    Ok(())
+    commit_like(out, src_meta)
 }
 
 /// Joins the copy, writes lead and signature header at the front, keeps the original's mode
@@ -451,13 +445,18 @@ fn finish_early_copy(
     let f = out.file();
     f.write_all_at(&lead, 0)?;
     f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)?;
+    commit_like(out, src_meta)
+}
+
+/// Gives the new file the original's mode (and owner, when allowed), then fsyncs it and
+/// renames it over the destination.
+fn commit_like(out: AtomicFile, src_meta: &fs::Metadata) -> anyhow::Result<()> {
     fs::set_permissions(
         out.temp_path(),
         fs::Permissions::from_mode(src_meta.mode() & 0o7777),
     )?;
     let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
-    out.commit().context("replacing the package")?;
-    Ok(())
+    out.commit().context("replacing the package")
 }
 
 /// The lead of the new file: rpm 4.18 regenerates it (from the main header and the host's

@@ -196,7 +196,7 @@ fn signer(args: &Args) -> anyhow::Result<Option<Box<dyn Signer>>> {
     let key = args.key.as_deref().ok_or_else(|| {
         anyhow!("no signing key: give --key KEY (and --cert CERT), or --signer URL")
     })?;
-    let pass = crate::util::read_key_passphrase(args.key_pass_file.as_deref())?;
+    let pass = verity_signing::read_key_passphrase(args.key_pass_file.as_deref())?;
     // LoadError messages name the key and certificate files themselves.
     let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
     Ok(Some(Box::new(signer)))

@@ -12,7 +12,6 @@ use anyhow::Context;
 use verity_signing::LocalSigner;
 
 use crate::args::DigestOptions;
-use crate::util;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,7 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let params = args.options.params()?;
-    let pass = util::read_key_passphrase(args.key_pass_file.as_deref())?;
+    let pass = verity_signing::read_key_passphrase(args.key_pass_file.as_deref())?;
     let signer = LocalSigner::load(&args.key, args.cert.as_deref(), pass.as_deref())?;
     let digest = fsverity::digest_file(&params, &args.file)
         .with_context(|| format!("{}", args.file.display()))?;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
-use der::Decode;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -129,31 +128,6 @@ impl Clients {
             "no credentials: send a client certificate or an 'Authorization: Bearer' token",
         ))
     }
-}
-
-/// Subject common name of a DER certificate (the last CN if there are several, as the most
-/// specific one), or `None` if it has none or is unparseable.
-pub fn subject_cn(cert_der: &[u8]) -> Option<String> {
-    use der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
-    const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
-    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    let mut found = None;
-    for rdn in cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter() {
-            if atv.oid != CN {
-                continue;
-            }
-            let v = &atv.value;
-            let s = Utf8StringRef::try_from(v)
-                .map(|s| s.as_str().to_string())
-                .or_else(|_| PrintableStringRef::try_from(v).map(|s| s.as_str().to_string()))
-                .or_else(|_| Ia5StringRef::try_from(v).map(|s| s.as_str().to_string()));
-            if let Ok(s) = s {
-                found = Some(s);
-            }
-        }
-    }
-    found
 }
 
 /// `sha256(token)` in hex, as written in `token_sha256`.

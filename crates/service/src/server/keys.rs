@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use base64::Engine;
 use verity_signing::Signer;
 
 use super::config::KeyConfig;
@@ -43,7 +42,7 @@ pub fn load(cfg: &KeyConfig) -> anyhow::Result<Key> {
     };
     let signer = load_signer(&cfg.key, &cfg.cert, passphrase.as_deref())
         .with_context(|| format!("key {:?}", cfg.name))?;
-    let cert_pem = pem_encode("CERTIFICATE", signer.certificate_der());
+    let cert_pem = verity_signing::pem::encode("CERTIFICATE", signer.certificate_der());
     Ok(Key {
         name: cfg.name.clone(),
         signer,
@@ -65,17 +64,6 @@ fn load_signer(
 ) -> anyhow::Result<Arc<dyn Signer>> {
     let signer = verity_signing::LocalSigner::from_files(key, cert, passphrase)?;
     Ok(Arc::new(signer))
-}
-
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 
-use super::auth;
 use super::config::Config;
 use super::keys;
 
@@ -135,7 +134,7 @@ pub fn client_identity(
 ) -> (Option<String>, Option<String>) {
     match (verifier, certs) {
         (Some(v), Some([ee, rest @ ..])) => match v.verify_client_cert(ee, rest, UnixTime::now()) {
-            Ok(_) => match auth::subject_cn(ee) {
+            Ok(_) => match verity_signing::subject_common_name(ee) {
                 Some(cn) => (Some(cn), None),
                 None => (
                     None,
