@@ -52,7 +52,11 @@ pub struct Plan {
 
 /// The signed files of the packages named (all packages when none are), less those `enable`
 /// would skip; `config` keeps %config files that are not executable.
-pub fn plan(pkgs: &[InstalledPackage], names: &[String], config: bool) -> Result<Plan, NotInstalled> {
+pub fn plan(
+    pkgs: &[InstalledPackage],
+    names: &[String],
+    config: bool,
+) -> Result<Plan, NotInstalled> {
     if let Some(n) = names.iter().find(|n| !pkgs.iter().any(|p| p.matches(n))) {
         return Err(NotInstalled(n.clone()));
     }
@@ -303,7 +307,9 @@ fn audit_verity_file(ctx: &AuditContext, file: &File, path: &str, sig: &[u8]) ->
         ),
     };
     let outcome = match ctx.opts.read.then(|| check::read_through(file)) {
-        Some(Err(e @ ReadFailure::Eio { .. })) => Outcome::because(Status::Corrupted, e.to_string()),
+        Some(Err(e @ ReadFailure::Eio { .. })) => {
+            Outcome::because(Status::Corrupted, e.to_string())
+        }
         Some(Err(e)) => Outcome::because(Status::Error, e.to_string()),
         _ => outcome,
     };
@@ -320,7 +326,9 @@ fn audit_plain_file(
 ) -> Outcome {
     let digest = match check::userspace_digest(file, size, pkg.algorithm) {
         Ok(d) => d,
-        Err(e @ ReadFailure::Eio { .. }) => return Outcome::because(Status::Corrupted, e.to_string()),
+        Err(e @ ReadFailure::Eio { .. }) => {
+            return Outcome::because(Status::Corrupted, e.to_string())
+        }
         Err(e) => return Outcome::because(Status::Error, e.to_string()),
     };
     // Advice to run `enable` only where enabling can work.
@@ -372,7 +380,13 @@ mod tests {
     fn plan_selects_signed_files_and_reports_unsigned_packages() {
         let pkgs = [pkg("a", true), pkg("b", false)];
         let p = plan(&pkgs, &[], false).unwrap();
-        assert_eq!(p.files, [FileRef { package: 0, file: 0 }]);
+        assert_eq!(
+            p.files,
+            [FileRef {
+                package: 0,
+                file: 0
+            }]
+        );
         assert_eq!(p.unsigned_packages, [1]);
         let p = plan(&pkgs, &["b".into()], false).unwrap();
         assert!(p.files.is_empty());

@@ -138,7 +138,11 @@ impl Planner<'_> {
 
 /// Resolves `sel` against the installed packages; `config` also takes %config files that are
 /// not executable (rpm's %_fsverity_sign_config_files).
-pub fn plan(pkgs: &[InstalledPackage], sel: &Selection, config: bool) -> Result<Plan, NotInstalled> {
+pub fn plan(
+    pkgs: &[InstalledPackage],
+    sel: &Selection,
+    config: bool,
+) -> Result<Plan, NotInstalled> {
     let mut p = Planner {
         pkgs,
         config,
@@ -573,7 +577,13 @@ mod tests {
             paths: vec![b"/usr/bin/a".to_vec(), b"/nowhere".to_vec()],
         };
         let p = plan(&pkgs, &sel, false).unwrap();
-        assert_eq!(p.files, [FileRef { package: 0, file: 0 }]);
+        assert_eq!(
+            p.files,
+            [FileRef {
+                package: 0,
+                file: 0
+            }]
+        );
         assert_eq!(p.not_owned, ["/nowhere"]);
         assert_eq!(p.unsigned_packages, ["gamma-1.0-1.x86_64"]);
         assert_eq!(p.skipped["ghost"], 2);

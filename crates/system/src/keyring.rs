@@ -256,7 +256,10 @@ fn load_one(
     c: &Certificate,
 ) -> LoadEntry {
     let mut e = LoadEntry::certificate(path, c);
-    if let Some((_, id)) = present.iter().find(|(d, _)| Some(d) == e.description.as_ref()) {
+    if let Some((_, id)) = present
+        .iter()
+        .find(|(d, _)| Some(d) == e.description.as_ref())
+    {
         e.status = LoadStatus::AlreadyLoaded;
         e.key_id = Some(*id);
         return e;
@@ -328,15 +331,13 @@ pub struct BadSettingFile {
 pub fn setting_from_file(file: &Path) -> anyhow::Result<Option<bool>> {
     use anyhow::Context;
     match std::fs::read_to_string(file) {
-        Ok(text) => parse_on_off(&text)
-            .map(Some)
-            .map_err(|message| {
-                BadSettingFile {
-                    path: file.to_path_buf(),
-                    message,
-                }
-                .into()
-            }),
+        Ok(text) => parse_on_off(&text).map(Some).map_err(|message| {
+            BadSettingFile {
+                path: file.to_path_buf(),
+                message,
+            }
+            .into()
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| file.display().to_string()),
     }

@@ -207,10 +207,7 @@ mod tests {
         #[error("reading x: {0}")]
         struct Repeats(#[source] std::io::Error);
         let e = Repeats(io);
-        assert_eq!(
-            error_chain(&e),
-            "reading x: Is a directory (os error 21)"
-        );
+        assert_eq!(error_chain(&e), "reading x: Is a directory (os error 21)");
         let e = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOENT))
             .context("opening y");
         assert_eq!(

@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(m.source, "/dev/sda1");
         let m = find_mount_in(info, Path::new("/etc"), dev).unwrap();
         assert_eq!(m.mount_point, "/");
-        assert_eq!(find_mount_in(info, Path::new("/etc"), rustix::fs::makedev(9, 9)), None);
+        assert_eq!(
+            find_mount_in(info, Path::new("/etc"), rustix::fs::makedev(9, 9)),
+            None
+        );
     }
 
     #[test]
@@ -368,10 +371,16 @@ mod tests {
             ext4_verity,
         };
         assert_eq!(fs_verity_compiled_in(&s(true, None), None), Some(true));
-        assert_eq!(fs_verity_compiled_in(&s(false, Some(false)), None), Some(false));
+        assert_eq!(
+            fs_verity_compiled_in(&s(false, Some(false)), None),
+            Some(false)
+        );
         assert_eq!(fs_verity_compiled_in(&s(false, None), None), None);
         let cfg = "# x\nCONFIG_FS_VERITY=y\n";
-        assert_eq!(fs_verity_compiled_in(&s(false, Some(false)), Some(cfg)), Some(true));
+        assert_eq!(
+            fs_verity_compiled_in(&s(false, Some(false)), Some(cfg)),
+            Some(true)
+        );
         assert_eq!(
             fs_verity_compiled_in(&s(false, None), Some("# CONFIG_FS_VERITY is not set")),
             Some(false)
