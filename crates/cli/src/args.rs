@@ -197,3 +197,44 @@ mod tests {
         );
     }
 }
+
+/// What `enable` and `audit` share: which installed system, which certificates to trust in user
+/// space, and how to report. One definition, so that the two commands cannot drift apart.
+#[derive(clap::Args, Clone, Debug)]
+pub struct InstalledOptions {
+    /// The installed system's root directory.
+    #[arg(long, default_value = "/")]
+    pub root: std::path::PathBuf,
+
+    /// rpm database directory inside the root (default: /var/lib/rpm, /usr/lib/sysimage/rpm).
+    #[arg(long, value_name = "DIR")]
+    pub dbpath: Option<std::path::PathBuf>,
+
+    /// Trusted certificate (PEM or DER) for checks in user space (verity off, --dry-run, or a
+    /// certificate not in the keyring); repeatable. Default: the files in /etc/rpm-verity/certs.
+    #[arg(long, value_name = "CERT")]
+    pub cert: Vec<std::path::PathBuf>,
+
+    /// Also take %config files that are not executable (rpm's %_fsverity_sign_config_files).
+    #[arg(long)]
+    pub config: bool,
+
+    #[command(flatten)]
+    pub json: JsonOption,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+
+    #[command(flatten)]
+    pub jobs: JobsOption,
+}
+
+impl InstalledOptions {
+    pub fn open(&self) -> anyhow::Result<verity_system::installed::InstalledSystem> {
+        verity_system::installed::InstalledSystem::open(
+            &self.root,
+            self.dbpath.as_deref(),
+            &self.cert,
+        )
+    }
+}

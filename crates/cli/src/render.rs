@@ -51,7 +51,41 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// `1 file`, `2 files`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+/// One JSON document on stdout, as every `--json` prints it.
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(v).context("cannot serialize the report")?;
+    println!("{text}");
+    Ok(())
 }
+
+/// A per-file (or per-package) line of `enable`/`audit`: status in a fixed-width column, then
+/// what it is about and why.
+pub fn status_line(status: &str, subject: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(d) => format!("{status:<12} {subject}: {d}"),
+        None => format!("{status:<12} {subject}"),
+    }
+}
+
+/// `3 ok, 1 modified`: counts in the statuses' own order, or `none` when there are none.
+pub fn counts<S: Copy + Ord + std::fmt::Display>(
+    counts: &std::collections::BTreeMap<S, usize>,
+    lowercase: bool,
+    none: &str,
+) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(s, n)| {
+            let name = s.to_string();
+            format!("{n} {}", if lowercase { name.to_lowercase() } else { name })
+        })
+        .collect();
+    if parts.is_empty() {
+        none.to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub use verity_system::outcome::plural;

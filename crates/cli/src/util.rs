@@ -1,9 +1,13 @@
 //! Plumbing shared by the commands: error reporting, the thread pool, certificates.
 use std::path::PathBuf;
 
-/// Prints an error chain on one line: `rpm-verity: outer: inner: root cause`.
+/// Prints an error chain on one line: `rpm-verity: outer: inner: root cause`, without saying a
+/// cause twice when an error already put it into its own message.
 pub fn report_error(e: &anyhow::Error) {
-    eprintln!("rpm-verity: error: {e:#}");
+    eprintln!(
+        "rpm-verity: error: {}",
+        verity_system::outcome::error_chain(e.as_ref())
+    );
 }
 
 /// Sizes rayon's global pool (used for parallel hashing of big files and for signing) once.

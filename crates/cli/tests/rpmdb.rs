@@ -151,6 +151,40 @@ fn enable_and_audit_on_a_host_root() {
         .iter()
         .any(|f| f["status"] == "UNSIGNED" && f["package"] == "gamma-1.0-1.x86_64"));
 
+    // In text, a kernel without fs-verity is said once, not once per file, and each package
+    // gets a summary line; -q keeps only problems, -v shows every file.
+    let o = rv(&["audit", "--root", root, "--cert", cert]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(
+            "rpm-verity: this kernel has no fs-verity support (CONFIG_FS_VERITY): no file can \
+             be enabled; 7 files not enabled\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("NOT-ENABLED  /"), "{out}");
+    assert!(!out.contains("rpm-verity enable"), "{out}");
+    assert!(
+        out.contains("alpha-1.0-1.x86_64: 4 files: 4 NOT-ENABLED\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("beta-1.0-1.x86_64: 3 files: 3 NOT-ENABLED\n"),
+        "{out}"
+    );
+    let o = rv(&["audit", "--root", root, "--cert", cert, "-q"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("audit:") && !out.contains("4 files"), "{out}");
+    assert!(out.contains("UNSIGNED     gamma-1.0-1.x86_64"), "{out}");
+    let o = rv(&["audit", "--root", root, "--cert", cert, "-v", "alpha"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("NOT-ENABLED  /").count(), 4, "{out}");
+    assert!(
+        out.contains("audit: 4 files checked in 3 packages"),
+        "{out}"
+    );
+
     // Tamper: change one file, remove another, replace a third by a symlink.
     std::fs::write(l.root.join("usr/lib/beta/two.bin"), b"changed").unwrap();
     std::fs::remove_file(l.root.join("usr/lib/beta/three.bin")).unwrap();
@@ -227,6 +261,21 @@ fn enable_and_audit_on_a_host_root() {
         t.contains("dry run: 4 files: 1 would-enable, 1 modified, 2 missing")
             || t.contains("dry run: 4 files: 2 would-enable, 1 modified, 1 missing"),
         "{t}"
+    );
+    let o = rv(&[
+        "enable",
+        "--root",
+        root,
+        "--dry-run",
+        "--cert",
+        cert,
+        "/usr/bin/alpha-tool",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("dry run: 1 file: 1 would-enable\n"),
+        "{}",
+        text(&o)
     );
     let o = rv(&["enable", "--root", root, "--dry-run", "nosuchpkg"]);
     assert_eq!(o.status.code(), Some(1));

@@ -141,12 +141,18 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     }
     assert_eq!(s.rc("mtimes-before", 0), s.rc("mtimes-after", 0));
     let audit = s.rc("audit", 1);
-    // Only gamma (unsigned) is a finding.
-    assert_eq!(
-        audit,
-        "UNSIGNED     gamma-1.0-1.x86_64: package has no fs-verity signatures|\
-         audit: 7 files checked in 3 packages: 7 OK, 1 UNSIGNED"
+    // Only gamma (unsigned) is a finding; then one summary per package, then the total.
+    assert!(
+        audit.starts_with("UNSIGNED     gamma-1.0-1.x86_64: package has no fs-verity signatures|")
+            && audit.ends_with("|audit: 7 files checked in 3 packages: 7 OK, 1 UNSIGNED"),
+        "{audit}"
     );
+    assert!(
+        audit.contains("|alpha-1.0-1.x86_64: 4 files: 4 OK|")
+            && audit.contains("|beta-1.0-1.x86_64: 3 files: 3 OK|"),
+        "{audit}"
+    );
+    assert_eq!(audit.matches('|').count(), 3, "{audit}");
 
     let doc = s.json("evil-enable", 1);
     let files = doc["files"].as_array().unwrap();

@@ -1,36 +1,86 @@
-//! Where the certificates trusted for user-space checks live, and loading them.
-use std::path::PathBuf;
+//! Where the certificates trusted for user-space checks and for the keyring live, and loading
+//! them with verity-signing's reader so that every command reads certificate files alike.
+use std::path::{Path, PathBuf};
 
-/// Where `enable`/`audit` look for trusted certificates when no `--cert` is given: the same
-/// directory the boot integration loads into `.fs-verity`.
+use serde::Serialize;
+use verity_signing::{CertFileError, Certificate};
+
+/// Where packages and admins drop certificates: the boot integration loads them into
+/// `.fs-verity`, and `enable`/`audit` trust them when no `--cert` is given. Defined once so
+/// that the two never disagree.
 pub const DEFAULT_CERT_DIR: &str = "/etc/rpm-verity/certs";
 
-/// Certificates to check signatures against in user space: `--cert` files, else every file in
-/// [`DEFAULT_CERT_DIR`] (missing directory = none).
-pub fn trusted_certs(
-    certs: &[PathBuf],
-) -> anyhow::Result<(Vec<verity_signing::Certificate>, String)> {
-    use anyhow::Context;
-    let mut out = Vec::new();
-    let mut files = certs.to_vec();
-    let mut source = "--cert".to_string();
-    if files.is_empty() {
-        source = DEFAULT_CERT_DIR.to_string();
-        if let Ok(rd) = std::fs::read_dir(DEFAULT_CERT_DIR) {
-            for e in rd.flatten() {
-                if e.path().is_file() {
-                    files.push(e.path());
-                }
-            }
+/// The certificates user-space checks trust, and where they came from (reports name it so that
+/// "no trusted certificate" can be traced to a directory or an option).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustedCerts {
+    #[serde(skip)]
+    pub certs: Vec<Certificate>,
+    pub source: String,
+}
+
+/// `--cert` files, else every certificate file in [`DEFAULT_CERT_DIR`]; a missing default
+/// directory means none (a system may rely on the keyring alone), but an unreadable or
+/// malformed file is an error, since a trust anchor silently dropped fails later and less
+/// clearly.
+pub fn trusted_certs(files: &[PathBuf]) -> Result<TrustedCerts, CertFileError> {
+    if !files.is_empty() {
+        let mut certs = Vec::new();
+        for f in files {
+            certs.extend(verity_signing::read_cert_file(f)?);
         }
-        files.sort();
+        return Ok(TrustedCerts {
+            certs,
+            source: "--cert".into(),
+        });
     }
-    for c in &files {
-        let data = verity_signing::read_bounded(c)
-            .with_context(|| format!("certificate {}", c.display()))?;
-        let certs = verity_signing::Certificate::parse_all(&data)
-            .with_context(|| format!("certificate {}", c.display()))?;
-        out.extend(certs);
+    let certs = match verity_signing::read_cert_dir(Path::new(DEFAULT_CERT_DIR)) {
+        Ok(files) => files.into_iter().flat_map(|f| f.certs).collect(),
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(TrustedCerts {
+        certs,
+        source: DEFAULT_CERT_DIR.into(),
+    })
+}
+
+/// Why a file in a certificate directory (or given to `keyring load`) is not used, when that is
+/// the file's content rather than an I/O failure: such files are reported and passed over,
+/// while I/O errors stop the command. The path is left out; the caller names the file.
+pub fn unusable_reason(e: &CertFileError) -> Option<String> {
+    match e {
+        CertFileError::Parse { error, .. } => Some(format!("not a certificate file: {error}")),
+        CertFileError::TooLarge { .. } => Some(format!(
+            "not a certificate file: larger than {} bytes",
+            verity_signing::MAX_CERT_FILE_LEN
+        )),
+        CertFileError::Read { .. } | CertFileError::ReadDir { .. } => None,
     }
-    Ok((out, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_problems_are_reasons_io_problems_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("notes.txt");
+        std::fs::write(&junk, "not a cert").unwrap();
+        let e = verity_signing::read_cert_file(&junk).unwrap_err();
+        let reason = unusable_reason(&e).unwrap();
+        assert!(reason.starts_with("not a certificate file: "), "{reason}");
+        assert!(!reason.contains("notes.txt"), "{reason}");
+        let e = verity_signing::read_cert_file(&dir.path().join("absent")).unwrap_err();
+        assert_eq!(unusable_reason(&e), None);
+    }
+
+    #[test]
+    fn cert_options_are_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = trusted_certs(&[dir.path().to_path_buf()]).unwrap_err();
+        let msg = crate::outcome::error_chain(&e);
+        assert_eq!(msg.matches("Is a directory").count(), 1, "{msg}");
+    }
 }

@@ -1,11 +1,15 @@
 //! Installed packages as `enable` and `audit` need them: files with their verity signatures.
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fsverity::HashAlgorithm;
 use rpm_format::{tags, FileList, Header};
 use verity_package::VeritySignatures;
 
+use crate::certs::TrustedCerts;
+use crate::outcome::FileRef;
+use crate::root::Root;
 use crate::rpmdb::{PackageRow, Rpmdb};
 
 /// One file of an installed package, in header order.
@@ -121,6 +125,76 @@ pub fn load_packages(db: &Rpmdb) -> anyhow::Result<Vec<anyhow::Result<InstalledP
             package_from_header(hnum, &h).with_context(|| format!("rpmdb row hnum={hnum}"))
         })
         .collect())
+}
+
+/// A package named on the command line that no installed package matches.
+#[derive(Debug, thiserror::Error)]
+#[error("package {0} is not installed")]
+pub struct NotInstalled(pub String);
+
+/// The installed system `enable` and `audit` work on: the root, its packages, the rows of the
+/// rpmdb that could not be read (reported, never fatal, so one damaged header does not hide
+/// the other packages) and the certificates trusted for user-space checks.
+pub struct InstalledSystem {
+    pub root: Root,
+    pub db_path: PathBuf,
+    pub packages: Vec<InstalledPackage>,
+    pub row_errors: Vec<anyhow::Error>,
+    pub trusted: TrustedCerts,
+}
+
+impl InstalledSystem {
+    /// Opens `root` and its rpmdb (`dbpath` inside the root, else the standard places) and
+    /// loads the trusted certificates (`certs`, else [`crate::certs::DEFAULT_CERT_DIR`]).
+    pub fn open(root: &Path, dbpath: Option<&Path>, certs: &[PathBuf]) -> anyhow::Result<Self> {
+        let root_dir = Root::open(root)?;
+        let db = Rpmdb::open(root, dbpath)?;
+        let mut packages = Vec::new();
+        let mut row_errors = Vec::new();
+        for p in load_packages(&db)? {
+            match p {
+                Ok(p) => packages.push(p),
+                Err(e) => row_errors.push(e),
+            }
+        }
+        let trusted = crate::certs::trusted_certs(certs)?;
+        Ok(InstalledSystem {
+            root: root_dir,
+            db_path: db.path().to_path_buf(),
+            packages,
+            row_errors,
+            trusted,
+        })
+    }
+
+    pub fn file(&self, r: FileRef) -> (&InstalledPackage, &InstalledFile) {
+        let pkg = &self.packages[r.package];
+        (pkg, &pkg.files[r.file])
+    }
+
+    /// Bytes to read for `files`, for progress bars.
+    pub fn total_size(&self, files: &[FileRef]) -> u64 {
+        files.iter().map(|&r| self.file(r).1.size).sum()
+    }
+
+    /// The unreadable rpmdb rows, each as its one-line error chain.
+    pub fn row_error_messages(&self) -> Vec<String> {
+        self.row_errors
+            .iter()
+            .map(|e| crate::outcome::error_chain(e.as_ref()))
+            .collect()
+    }
+
+    /// Fails on the first name that matches no installed package.
+    pub fn check_installed(&self, names: &[String]) -> Result<(), NotInstalled> {
+        match names
+            .iter()
+            .find(|n| !self.packages.iter().any(|p| p.matches(n)))
+        {
+            Some(n) => Err(NotInstalled(n.clone())),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Index from installed path to (package, file) for `--files-from` and positional paths.

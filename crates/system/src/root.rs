@@ -44,12 +44,14 @@ pub struct OpenedFile {
 
 impl Root {
     pub fn open(path: &Path) -> anyhow::Result<Root> {
+        use anyhow::Context;
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| anyhow::anyhow!("root {}: {}", path.display(), io::Error::from(e)))?;
+        .map_err(io::Error::from)
+        .with_context(|| format!("root {}", path.display()))?;
         let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(Root {
             dir,

@@ -217,8 +217,8 @@ fn print_summary(results: &[SignOutcome], args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if args.packages.len() > 1 && !args.verbosity.quiet {
         println!(
-            "{}, {skipped} skipped, {failed} failed",
-            render::count(done, "package done", "packages done")
+            "{} done, {skipped} skipped, {failed} failed",
+            render::plural(done, "package")
         );
     }
     Ok(())
@@ -228,11 +228,11 @@ fn print_summary(results: &[SignOutcome], args: &Args) -> anyhow::Result<()> {
 fn line(o: &SignOutcome) -> String {
     match o.status {
         SignStatus::Signed => format!(
-            "{}: {}, {} hashed, {}, {}, {}",
+            "{}: {}, {} hashed, {} made, {}, {}",
             o.package,
-            render::count(o.files, "file", "files"),
+            render::plural(o.files, "file"),
             render::human_bytes(o.bytes_hashed),
-            render::count(o.signatures_made, "signature made", "signatures made"),
+            render::plural(o.signatures_made, "signature"),
             previous(o),
             written(o),
         ),
@@ -261,10 +261,7 @@ fn previous(o: &SignOutcome) -> String {
                 [one] => format!(" by {one}"),
                 more => format!(" by {} signers", more.len()),
             };
-            format!(
-                "{} {verb}{by}",
-                render::count(r.signatures, "signature", "signatures")
-            )
+            format!("{} {verb}{by}", render::plural(r.signatures, "signature"))
         }
     }
 }

@@ -56,8 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if args.packages.len() > 1 && !args.verbosity.quiet {
         println!(
-            "{}, {failed} failed",
-            render::count(verified, "package verified", "packages verified")
+            "{} verified, {failed} failed",
+            render::plural(verified, "package")
         );
     }
     Ok(if failed > 0 {
@@ -98,7 +98,7 @@ fn print_text(r: &PackageVerdict, verbosity: Verbosity) {
         "{}: {} ({}: {} good, {} bad)",
         r.package,
         if r.ok { "OK" } else { "FAILED" },
-        render::count(r.files.len(), "file", "files"),
+        render::plural(r.files.len(), "file"),
         r.good,
         r.bad
     );

@@ -1,0 +1,217 @@
+//! `status`: what the running kernel offers, what the `.fs-verity` keyring holds, whether the
+//! certificates of the certificate directory are loaded, and whether a path's filesystem can
+//! do fs-verity, with every condition that will make signed files fail named as a problem.
+//!
+//! The point is the situations that otherwise surface as a bare errno: after a reboot the
+//! keyring is empty and signed files fail to open (ENOKEY). Status never needs write access and
+//! creates nothing.
+use std::path::Path;
+
+use fsverity::linux::{self, KeySerial};
+use serde::Serialize;
+
+use crate::certs::unusable_reason;
+use crate::keyring::KeyringAccessError;
+use crate::probe::{self, KernelStatus, PathStatus, VeritySupport};
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub kernel: KernelStatus,
+    pub keyring: KeyringStatus,
+    pub certs: CertDirStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathStatus>,
+    /// Everything that will make signed files fail, one sentence each.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyringStatus {
+    pub id: Option<KeySerial>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_display"
+    )]
+    pub error: Option<KeyringAccessError>,
+    pub keys: Vec<Key>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Key {
+    pub id: KeySerial,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub description: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertDirStatus {
+    pub dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub certs: Vec<CertStatus>,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertStatus {
+    pub path: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub description: Option<String>,
+    /// None when the keyring could not be read.
+    pub loaded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeySerial>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// Gathers the report; only an unusable `path` is an error (it was asked about explicitly).
+pub fn report(certs_dir: &Path, path: Option<&Path>) -> anyhow::Result<StatusReport> {
+    let kernel = probe::kernel_status();
+    let keyring = keyring_status();
+    let certs = cert_dir_status(certs_dir, &keyring);
+    let path = path.map(probe::path_status).transpose()?;
+    let problems = problems(&kernel, &keyring, &certs, path.as_ref());
+    Ok(StatusReport {
+        kernel,
+        keyring,
+        certs,
+        path,
+        problems,
+    })
+}
+
+pub fn keyring_status() -> KeyringStatus {
+    let explain = |e| {
+        KeyringAccessError::explain(
+            e,
+            &linux::kernel_support(),
+            crate::keyring::euid() == Some(0),
+        )
+    };
+    let (id, listed) = match linux::fs_verity_keyring() {
+        Ok(id) => (Some(id), linux::list_keyring_of(id).map_err(explain)),
+        Err(e) => (None, Err(explain(e))),
+    };
+    match listed {
+        Ok(keys) => KeyringStatus {
+            id,
+            error: None,
+            keys: keys
+                .into_iter()
+                .map(|k| Key {
+                    id: k.id,
+                    key_type: k.key_type,
+                    description: k.description,
+                })
+                .collect(),
+        },
+        Err(e) => KeyringStatus {
+            id,
+            error: Some(e),
+            keys: Vec::new(),
+        },
+    }
+}
+
+/// Each certificate of `dir` and whether the keyring holds it. Files that are not
+/// certificates, or cannot be read, are listed as skipped rather than hiding the others.
+pub fn cert_dir_status(dir: &Path, keyring: &KeyringStatus) -> CertDirStatus {
+    let mut out = CertDirStatus {
+        dir: dir.display().to_string(),
+        error: None,
+        certs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let files = match verity_signing::cert_dir_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            out.error = Some(crate::outcome::error_chain(&e));
+            return out;
+        }
+    };
+    let readable = keyring.error.is_none();
+    for path in files {
+        let shown = path.display().to_string();
+        let certs = match verity_signing::read_cert_file(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = unusable_reason(&e).unwrap_or_else(|| e.to_string());
+                out.skipped.push(Skipped {
+                    path: shown,
+                    reason,
+                });
+                continue;
+            }
+        };
+        for c in certs {
+            let description = c.kernel_key_description();
+            let key = keyring.keys.iter().find(|k| k.description == description);
+            out.certs.push(CertStatus {
+                path: shown.clone(),
+                subject: c.subject().to_string(),
+                issuer: c.issuer().to_string(),
+                serial: c.serial_hex(),
+                description: Some(description),
+                loaded: readable.then_some(key.is_some()),
+                key_id: key.map(|k| k.id),
+            });
+        }
+    }
+    out
+}
+
+fn problems(
+    kernel: &KernelStatus,
+    keyring: &KeyringStatus,
+    certs: &CertDirStatus,
+    path: Option<&PathStatus>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if kernel.fs_verity == Some(false) || !kernel.builtin_signatures {
+        problems.push(if kernel.fs_verity == Some(true) {
+            "the kernel has fs-verity but no built-in signatures \
+             (CONFIG_FS_VERITY_BUILTIN_SIGNATURES): signed files cannot be enabled"
+                .to_string()
+        } else {
+            "the kernel has no fs-verity built-in signature support (CONFIG_FS_VERITY, \
+             CONFIG_FS_VERITY_BUILTIN_SIGNATURES): files cannot be protected here"
+                .to_string()
+        });
+    } else if let Some(e) = &keyring.error {
+        problems.push(format!("cannot read the .fs-verity keyring: {e}"));
+    }
+    for c in certs.certs.iter().filter(|c| c.loaded == Some(false)) {
+        problems.push(format!(
+            "certificate {} ({}) is not in the .fs-verity keyring: files signed with it cannot \
+             be opened (ENOKEY) until `rpm-verity keyring load` runs",
+            c.path, c.subject
+        ));
+    }
+    if let Some(st) = path {
+        if st.verity != VeritySupport::Supported {
+            problems.push(format!("{}: {}", st.path, st.detail));
+        }
+        if let Some(e) = &st.file_error {
+            problems.push(format!("{}: {e}", st.path));
+        }
+    }
+    problems
+}
