@@ -18,3 +18,20 @@ pub mod verify;
 pub use digest::{digest_package, HashPool, NoProgress, PackageDigests, Progress};
 pub use output::{write_atomic, AtomicFile};
 pub use signatures::{SignaturesError, VeritySignatures};
+
+/// An error and its causes on one line, leaving out a cause the message before already
+/// contains: several error types put their cause into their own message as well, and a chain
+/// printed naively would then say it twice ("Is a directory: Is a directory").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cause = c.source();
+    }
+    out
+}

@@ -197,7 +197,7 @@ pub fn sign_package(
     let mut out = SignOutcome::new(pkg);
     if let Err(e) = process(pkg, opts, action, pool, progress, &mut out) {
         out.status = SignStatus::Error;
-        out.error = Some(format!("{e:#}"));
+        out.error = Some(crate::error_chain(e.as_ref()));
     }
     out.seconds = started.elapsed().as_secs_f64();
     out

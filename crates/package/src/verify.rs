@@ -105,7 +105,7 @@ impl Verifier {
         self.check_package(pkg).unwrap_or_else(|e| PackageVerdict {
             package: pkg.display().to_string(),
             ok: false,
-            error: Some(format!("{e:#}")),
+            error: Some(crate::error_chain(e.as_ref())),
             algorithm: None,
             files: Vec::new(),
             good: 0,

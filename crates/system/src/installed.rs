@@ -8,9 +8,16 @@ use rpm_format::{tags, FileList, Header};
 use verity_package::VeritySignatures;
 
 use crate::certs::TrustedCerts;
-use crate::outcome::FileRef;
 use crate::root::Root;
 use crate::rpmdb::{PackageRow, Rpmdb};
+
+/// Which file of which package: indices into the package list, so that work items are small,
+/// `Copy`, and the packages themselves are shared read-only between the worker threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileRef {
+    pub package: usize,
+    pub file: usize,
+}
 
 /// One file of an installed package, in header order.
 #[derive(Debug, Clone)]
@@ -181,7 +188,7 @@ impl InstalledSystem {
     pub fn row_error_messages(&self) -> Vec<String> {
         self.row_errors
             .iter()
-            .map(|e| crate::outcome::error_chain(e.as_ref()))
+            .map(|e| verity_package::error_chain(e.as_ref()))
             .collect()
     }
 

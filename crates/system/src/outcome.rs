@@ -1,11 +1,11 @@
 //! What `enable` and `audit` report per file, and how a run ends: shared so that both commands
 //! word, serialize and count their results the same way.
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use fsverity::FileDigest;
 use serde::{Serialize, Serializer};
 
+pub use crate::installed::FileRef;
 use crate::installed::InstalledPackage;
 
 /// Defines a status enum whose one spelling (`name`) is used by text output, JSON and counts
@@ -39,14 +39,6 @@ macro_rules! named_enum {
     };
 }
 pub(crate) use named_enum;
-
-/// Which file of which package: indices into the package list, so that work items are small,
-/// `Copy`, and the packages themselves are shared read-only between the worker threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileRef {
-    pub package: usize,
-    pub file: usize,
-}
 
 /// The verdict on one file before it is tied to its package and path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,21 +146,7 @@ impl RunVerdict {
     }
 }
 
-/// An error and its causes on one line, leaving out a cause the message before already
-/// contains: several error types put their cause into their own message as well, and a chain
-/// printed naively would then say it twice ("Is a directory: Is a directory").
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let msg = c.to_string();
-        if !out.contains(&msg) {
-            let _ = write!(out, ": {msg}");
-        }
-        cause = c.source();
-    }
-    out
-}
+pub use verity_package::error_chain;
 
 /// `1 file`, `2 files`: counts in summaries read as English.
 pub fn plural(n: usize, word: &str) -> String {
