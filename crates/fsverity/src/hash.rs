@@ -1,10 +1,10 @@
 //! Block hashing: `H(padded salt || block)` for one block or many at once.
 //!
 //! SHA-256 data blocks go through `tape-sha256`'s multi-buffer kernels (16 blocks per pass in
-//! AVX-512 lanes, or 4 interleaved SHA-NI streams) when the CPU has one: measured here
-//! (`examples/leaf_backends.rs`, Xeon with AVX-512 and SHA-NI) at about twice the `sha2` crate
-//! for 4 KiB blocks. Where tape-sha256 only has its portable kernels, `sha2` is faster, so it is
-//! used instead. Both produce identical bytes; the tests check that.
+//! AVX-512 lanes, or 4 interleaved SHA-NI streams) when the CPU has one, which is faster than
+//! the `sha2` crate for 4 KiB blocks (`examples/leaf_backends.rs`; figures in
+//! docs/benchmarks.md, "Measured choices"). Where tape-sha256 only has its portable kernels,
+//! `sha2` is faster, so it is used instead. Both produce identical bytes; the tests check that.
 
 use sha2::Digest;
 

@@ -38,9 +38,9 @@ const SEQUENTIAL_BATCH: usize = 1 << 20;
 const MAP_MIN_SIZE: usize = 4 << 20;
 
 /// Mapped bytes hashed per round before their hashes are folded into the tree: bounds the
-/// hash buffer and the resident mapped pages (see `MappedFile::release` in `sys::mapping`:
-/// about 22 MiB peak RSS for any file size) while keeping rounds long enough that waiting for the
-/// slowest task of a round costs little (64 MiB rounds measured 4 % faster, at 72 MiB RSS).
+/// hash buffer and the resident mapped pages (see `MappedFile::release` in `sys::mapping`), so
+/// peak memory does not grow with the file, while keeping rounds long enough that waiting for
+/// the slowest task of a round costs little (figures in docs/benchmarks.md, "Measured choices").
 const MAP_WINDOW: usize = 16 << 20;
 
 /// Blocks handed to one parallel task: enough to keep the multi-buffer lanes full and the

@@ -60,8 +60,8 @@ pub struct HashPool {
 }
 
 /// Content buffers handed back by the workers once hashed. Without it every file and chunk
-/// got fresh memory from the allocator (freed on another thread, trimmed, mapped again): four
-/// times the page faults, ~4 % of a big package's CPU time.
+/// got fresh memory from the allocator (freed on another thread, trimmed, mapped again), and
+/// the page faults showed in a big package's CPU time (docs/benchmarks.md, "Measured choices").
 #[derive(Default)]
 struct Buffers(Mutex<Vec<Vec<u8>>>);
 
@@ -123,10 +123,10 @@ impl HashPool {
                             chunks,
                             reply,
                         }) => {
-                            // One thread per file: hashing (~2 GB/s) outruns decompression,
-                            // and handing 1 MiB chunks to the rayon pool cost 20000
-                            // involuntary context switches per big package in rayon's
-                            // spinning workers.
+                            // One thread per file: hashing outruns decompression, and
+                            // handing chunks to the rayon pool cost many involuntary context
+                            // switches in rayon's spinning workers (docs/benchmarks.md,
+                            // "Measured choices").
                             let mut b =
                                 DigestBuilder::new(&params).with_threads(Threads::Sequential);
                             let mut complete = true;
@@ -241,46 +241,81 @@ pub fn digest_package(
         }
         bytes_hashed += entry.size;
         progress.hashed(entry.size);
-        if entry.size <= WHOLE_FILE_MAX {
+        let job = if entry.size <= WHOLE_FILE_MAX {
             let mut data = pool.buffers.take(entry.size as usize);
             read_content(&mut cpio, &mut data, entry.size as usize)
                 .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
-            jobs.send(Job::Whole {
+            Job::Whole {
                 index: entry.index,
                 data,
                 reply: reply_tx.clone(),
-            })
-            .map_err(|_| anyhow!("hashing pool stopped"))?;
+            }
         } else {
-            let (ctx, crx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let (chunks_tx, chunks) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
             jobs.send(Job::Stream {
                 index: entry.index,
-                chunks: crx,
+                chunks,
                 reply: reply_tx.clone(),
             })
             .map_err(|_| anyhow!("hashing pool stopped"))?;
-            let mut left = entry.size;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                let mut buf = pool.buffers.take(n);
-                if let Err(e) = read_content(&mut cpio, &mut buf, n) {
-                    let _ = ctx.send(Vec::new());
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("reading {} from the payload", f.path_lossy())));
-                }
-                left -= n as u64;
-                ctx.send(buf)
-                    .map_err(|_| anyhow!("hashing worker stopped"))?;
-            }
-        }
+            stream_content(&mut cpio, entry.size, pool, &chunks_tx)
+                .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
+            sent += 1;
+            continue;
+        };
+        jobs.send(job)
+            .map_err(|_| anyhow!("hashing pool stopped"))?;
         sent += 1;
     }
     drop(reply_tx);
     let integrity = cpio.into_inner().finish();
 
+    let digests = collect_digests(&files, sent, &reply_rx, &empty)?;
+    Ok(PackageDigests {
+        headers,
+        files,
+        digests,
+        bytes_hashed,
+        integrity,
+    })
+}
+
+/// Feeds `size` bytes of the current entry to a streaming hash worker in chunks. On a read
+/// error the worker is told the stream was cut (an empty chunk), so it sends no digest.
+fn stream_content<R: BufRead>(
+    cpio: &mut CpioReader<R, &FileList>,
+    size: u64,
+    pool: &HashPool,
+    chunks: &SyncSender<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        let mut buf = pool.buffers.take(n);
+        if let Err(e) = read_content(cpio, &mut buf, n) {
+            let _ = chunks.send(Vec::new());
+            return Err(e.into());
+        }
+        left -= n as u64;
+        chunks
+            .send(buf)
+            .map_err(|_| anyhow!("hashing worker stopped"))?;
+    }
+    Ok(())
+}
+
+/// One digest per header file, header order: the `sent` replies of the workers, a hardlink
+/// set's content digest for all its members, and the empty file's digest for the rest
+/// (directories, symlinks, ghosts, empty files).
+fn collect_digests(
+    files: &FileList,
+    sent: usize,
+    replies: &Receiver<(usize, FileDigest)>,
+    empty: &FileDigest,
+) -> anyhow::Result<Vec<FileDigest>> {
     let mut digests: Vec<Option<FileDigest>> = vec![None; files.len()];
     for _ in 0..sent {
-        let (i, d) = reply_rx
+        let (i, d) = replies
             .recv()
             .map_err(|_| anyhow!("a hashing worker failed"))?;
         digests[i] = Some(d);
@@ -294,17 +329,10 @@ pub fn digest_package(
             }
         }
     }
-    let digests = digests
+    Ok(digests
         .into_iter()
         .map(|d| d.unwrap_or_else(|| empty.clone()))
-        .collect();
-    Ok(PackageDigests {
-        headers,
-        files,
-        digests,
-        bytes_hashed,
-        integrity,
-    })
+        .collect())
 }
 
 /// Appends exactly `n` bytes of the current entry's content to `out`.
