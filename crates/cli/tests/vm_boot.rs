@@ -120,7 +120,9 @@ fn build_rpm_verity_package(t: &Path, stripped_bin: &Path) -> PathBuf {
         .arg("-a")
         .arg(repo.join("dist"))
         .arg(&src));
-    fs::copy(repo.join("docs/runtime.md"), src.join("docs/runtime.md")).unwrap();
+    for doc in ["docs/runtime.md", "docs/serve.md"] {
+        fs::copy(repo.join(doc), src.join(doc)).unwrap();
+    }
     fs::copy(repo.join("README.md"), src.join("README.md")).unwrap();
     run(Command::new("tar")
         .arg("-C")

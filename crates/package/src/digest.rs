@@ -15,6 +15,7 @@ use std::thread;
 
 use anyhow::{anyhow, bail, Context};
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
+use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
 use rpm_format::{CpioReader, FileList, Package, PackageHeaders, PayloadSummary};
 
 /// What a long package wants to tell a progress bar. Sizes are file content bytes, what
@@ -31,11 +32,9 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// Files up to this size are read whole and hashed as one job; bigger ones are streamed.
-const WHOLE_FILE_MAX: u64 = 1 << 20;
-/// Chunk size of streamed files, and how many chunks may wait per stream.
-const CHUNK: usize = 1 << 20;
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// Files up to one chunk are read whole and hashed as one job; bigger ones are streamed in
+/// chunks of the payload stream's size, as many in flight per file as per payload hop.
+const WHOLE_FILE_MAX: u64 = CHUNK as u64;
 
 type Reply = Sender<(usize, FileDigest)>;
 

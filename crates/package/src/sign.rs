@@ -4,7 +4,6 @@
 
 mod copy;
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -17,7 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use fsverity::{FileDigest, HashAlgorithm};
 use rpm_format::{Lead, Package, RewriteMode, RewritePlan};
 use serde::Serialize;
-use verity_signing::Signer;
+use verity_signing::{DistinctDigests, Signer};
 
 use crate::digest::{self, HashPool, Progress};
 use crate::output::AtomicFile;
@@ -384,29 +383,17 @@ fn write_package(
 /// Signs each distinct digest once (every directory, symlink and empty file shares one) and
 /// returns one signature per input digest plus the number of signatures actually made.
 fn sign_all(signer: &dyn Signer, digests: &[FileDigest]) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
-    let mut unique: Vec<FileDigest> = Vec::new();
-    let mut slot: HashMap<&FileDigest, usize> = HashMap::new();
-    let idx: Vec<usize> = digests
-        .iter()
-        .map(|d| {
-            *slot.entry(d).or_insert_with(|| {
-                unique.push(d.clone());
-                unique.len() - 1
-            })
-        })
-        .collect();
+    let distinct = DistinctDigests::new(digests);
+    let unique: Vec<FileDigest> = distinct.unique.iter().map(|d| (*d).clone()).collect();
     let sigs = signer.sign_digests(&unique)?;
-    if sigs.len() != unique.len() {
-        bail!(
+    let all = distinct.spread(&sigs).ok_or_else(|| {
+        anyhow!(
             "signer returned {} signatures for {} digests",
             sigs.len(),
             unique.len()
-        );
-    }
-    Ok((
-        idx.into_iter().map(|i| sigs[i].clone()).collect(),
-        unique.len(),
-    ))
+        )
+    })?;
+    Ok((all, unique.len()))
 }
 
 /// Writes lead + new signature header + the original main header and payload to a temp file

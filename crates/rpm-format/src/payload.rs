@@ -533,10 +533,11 @@ pub struct PayloadSummary {
     pub raw: PayloadReport,
 }
 
-/// Chunk size between the threads (raw reader → decoder → consumer), and chunks in flight per
-/// hop: bounds memory to ~4.5 MiB.
-const CHUNK: usize = 1024 * 1024;
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// Chunk size between the threads of a streamed package (raw reader → decoder → consumer →
+/// hashing), and chunks in flight per hop: each hop holds at most a few MiB, whatever the
+/// package. Public so that consumers of the stream hand work on in the same pieces.
+pub const CHUNK: usize = 1024 * 1024;
+pub const CHUNKS_IN_FLIGHT: usize = 4;
 
 impl<R: Read> PayloadReader<R> {
     /// Reading, digesting and decompressing on the calling thread.

@@ -6,6 +6,7 @@ use fsverity::FileDigest;
 
 pub mod cert;
 pub mod cert_file;
+mod distinct;
 pub mod key;
 mod local;
 pub mod pem;
@@ -16,6 +17,7 @@ pub use cert::{kernel_key_description, subject_common_name, CertError, Certifica
 pub use cert_file::{
     cert_dir_files, read_cert_dir, read_cert_file, CertFile, CertFileError, MAX_CERT_FILE_LEN,
 };
+pub use distinct::DistinctDigests;
 pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs7::{

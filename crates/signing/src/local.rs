@@ -1,6 +1,6 @@
 //! A signer holding the private key in this process.
 
-use std::collections::HashMap;
+use crate::distinct::DistinctDigests;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -145,17 +145,8 @@ impl LocalSigner {
 impl Signer for LocalSigner {
     /// Identical digests (common: empty files, duplicated files across packages) are signed once.
     fn sign_digests(&self, digests: &[FileDigest]) -> Result<Vec<Vec<u8>>, SignerError> {
-        let mut slot_of: HashMap<&FileDigest, usize> = HashMap::with_capacity(digests.len());
-        let mut unique: Vec<&FileDigest> = Vec::new();
-        let slots: Vec<usize> = digests
-            .iter()
-            .map(|d| {
-                *slot_of.entry(d).or_insert_with(|| {
-                    unique.push(d);
-                    unique.len() - 1
-                })
-            })
-            .collect();
+        let distinct = DistinctDigests::new(digests);
+        let unique = &distinct.unique;
         let signed: Vec<Vec<u8>> = if unique.len() >= PARALLEL_THRESHOLD {
             unique
                 .par_iter()
@@ -167,7 +158,9 @@ impl Signer for LocalSigner {
                 .map(|d| self.sign_digest(d))
                 .collect::<Result<_, _>>()?
         };
-        Ok(slots.into_iter().map(|i| signed[i].clone()).collect())
+        distinct
+            .spread(&signed)
+            .ok_or_else(|| SignerError::Crypto("a signature went missing".into()))
     }
 
     fn certificate_der(&self) -> &[u8] {
