@@ -115,11 +115,11 @@ fn rpmkeys_verdicts(pkg: &Path) -> String {
 fn check_with_openssl(dir: &Path, pkg: &Path, cert: &Path, alg: &str) {
     let p = Package::open_unverified(fs::File::open(pkg).unwrap()).unwrap();
     let files = p.files().unwrap();
-    let sigs = p
-        .signature
-        .verity_signatures()
+    let sigs = verity_package::VeritySignatures::read(p.signature.header())
         .unwrap()
-        .expect("tag 276 present");
+        .expect("tag 276 present")
+        .all()
+        .unwrap();
     assert_eq!(sigs.len(), files.len(), "one signature per header file");
     let ex = dir.join(format!(
         "extract-{}",
@@ -380,7 +380,11 @@ fn hardlinks_and_ghosts_signed_where_rpmsign_crashes() {
     check_signed(dir, &orig, &ours, &cert, "sha256");
     let p = Package::open_unverified(fs::File::open(&ours).unwrap()).unwrap();
     let files = p.files().unwrap();
-    let sigs = p.signature.verity_signatures().unwrap().unwrap();
+    let sigs = verity_package::VeritySignatures::read(p.signature.header())
+        .unwrap()
+        .expect("tag 276 present")
+        .all()
+        .unwrap();
     let set = files
         .hardlink_sets()
         .first()
@@ -522,7 +526,11 @@ fn verify_names_files_with_flipped_content_and_count_mismatch() {
 
     // Tag 276 with one signature too few.
     let p = Package::open_unverified(fs::File::open(&signed).unwrap()).unwrap();
-    let mut sigs = p.signature.verity_signatures().unwrap().unwrap();
+    let mut sigs = verity_package::VeritySignatures::read(p.signature.header())
+        .unwrap()
+        .expect("tag 276 present")
+        .all()
+        .unwrap();
     sigs.pop();
     let plan = p.signature.with_verity(&sigs, 1).unwrap();
     let off = p.main_header_offset() as usize;

@@ -145,11 +145,11 @@ fn sign_package_with_file_over_4gib() {
 
     // Every signature against fsverity-utils' signature of the same content.
     let p = Package::open(File::open(&signed).unwrap()).unwrap();
-    let sigs = p
-        .signature
-        .verity_signatures()
+    let sigs = verity_package::VeritySignatures::read(p.signature.header())
         .unwrap()
-        .expect("tag 276 present");
+        .expect("tag 276 present")
+        .all()
+        .unwrap();
     assert_eq!(sigs.len(), files.len(), "one signature per header file");
     let sparse = dir.join("sparse");
     make_sparse(&sparse);

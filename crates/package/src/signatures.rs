@@ -77,6 +77,13 @@ impl<'h> VeritySignatures<'h> {
         self.entries.is_empty()
     }
 
+    /// Every entry decoded, in header order (an empty entry as an empty signature).
+    pub fn all(&self) -> Result<Vec<Vec<u8>>, rpm_format::Error> {
+        (0..self.len())
+            .map(|i| self.get(i).map(Option::unwrap_or_default))
+            .collect()
+    }
+
     /// The DER signature of file `i`; `Ok(None)` for an empty entry (a file left unsigned) or
     /// an index past the end.
     pub fn get(&self, i: usize) -> Result<Option<Vec<u8>>, rpm_format::Error> {
@@ -122,7 +129,7 @@ mod tests {
     fn entries_decode_one_by_one() {
         let h = header(&[OwnedEntry::string_array(
             tags::SIG_VERITYSIGNATURES,
-            &[b"AQID".as_slice(), b"", b"!!"],
+            &[b"AQID".as_slice(), b"", b"A"],
         )]);
         let s = VeritySignatures::read(&h).unwrap().unwrap();
         assert_eq!(s.len(), 3);

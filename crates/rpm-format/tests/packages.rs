@@ -265,12 +265,17 @@ fn replay_rpmsign(original: &Path, signed: &Path) -> RewriteMode {
         .unwrap()
         .expect("rpmsign added 268")
         .to_vec();
-    let ders = theirs
-        .signature
-        .verity_signatures()
+    let ders: Vec<Vec<u8>> = tsig
+        .get_string_array_bytes(tags::SIG_VERITYSIGNATURES)
         .unwrap()
-        .expect("rpmsign added 276");
-    let algo = theirs.signature.verity_algo().unwrap().expect("277");
+        .expect("rpmsign added 276")
+        .into_iter()
+        .map(|e| rpm_format::base64::decode_lenient(e).unwrap())
+        .collect();
+    let algo = tsig
+        .get_u32(tags::SIG_VERITYSIGNATUREALGO)
+        .unwrap()
+        .expect("277");
     assert_eq!(ders.len(), orig.files().unwrap().len());
     let plan = orig
         .signature
