@@ -73,10 +73,10 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct HelpArgs {
+pub(crate) struct HelpArgs {
     /// The command (and subcommand) to explain.
     #[arg(value_name = "COMMAND")]
-    command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -132,18 +132,18 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
-fn help(path: &[String]) -> anyhow::Result<ExitCode> {
-    let mut cmd = Cli::command();
-    cmd.build();
-    let mut target = &mut cmd;
-    for name in path {
-        target = match target.find_subcommand_mut(name) {
-            Some(sub) => sub,
-            None => anyhow::bail!("no such command: {}", path.join(" ")),
-        };
+/// `help X Y` prints exactly what `X Y --help` prints.
+pub(crate) fn help(path: &[String]) -> anyhow::Result<ExitCode> {
+    let argv = std::iter::once("rpm-verity")
+        .chain(path.iter().map(String::as_str))
+        .chain(std::iter::once("--help"));
+    match Cli::try_parse_from(argv) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            e.print()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => anyhow::bail!("no such command: {}", path.join(" ")),
     }
-    target.print_long_help()?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(what: Generate) -> anyhow::Result<ExitCode> {

@@ -39,6 +39,8 @@ pub struct SignOptions {
     pub output_dir: Option<PathBuf>,
     /// Also sign source packages (skipped by default, as rpm 6 does).
     pub include_source: bool,
+    /// Report every file's path and fs-verity digest in the outcome.
+    pub list_files: bool,
 }
 
 /// What happened to one package.
@@ -64,8 +66,8 @@ pub enum WriteMode {
 /// replaced.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PreviousSignatures {
-    /// Entries of tag 276.
-    pub signatures: usize,
+    /// Files that had an entry in tag 276 (several may share one signature).
+    pub files: usize,
     /// Distinct signers (issuer and serial) of the entries that parse.
     pub signers: Vec<String>,
 }
@@ -84,10 +86,17 @@ impl PreviousSignatures {
             }
         }
         Some(PreviousSignatures {
-            signatures: sigs.len(),
+            files: sigs.len(),
             signers,
         })
     }
+}
+
+/// A file of the package and the fs-verity digest that was signed for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignedFile {
+    pub path: String,
+    pub digest: String,
 }
 
 /// One package's result, in the shape `--json` prints it.
@@ -114,6 +123,9 @@ pub struct SignOutcome {
     /// Tag 276 as it was before (`None`: the package had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced: Option<PreviousSignatures>,
+    /// Every file's fs-verity digest, when asked for (`SignOptions::list_files`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_digests: Vec<SignedFile>,
     pub seconds: f64,
 }
 
@@ -134,6 +146,7 @@ impl SignOutcome {
             file_growth: 0,
             package_size: 0,
             replaced: None,
+            file_digests: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -216,6 +229,7 @@ struct Prepared {
     bytes_hashed: u64,
     signatures_made: usize,
     early: Option<EarlyCopy>,
+    file_digests: Vec<SignedFile>,
 }
 
 fn process(
@@ -239,12 +253,13 @@ fn process(
         Action::Delete => prepare_delete(pkg, opts)?,
         Action::Sign(signer) => prepare_sign(pkg, &dest, opts, signer, pool, progress)?,
     };
-    let Some(p) = prepared else {
+    let Some(mut p) = prepared else {
         out.status = SignStatus::Skipped;
         out.error = Some("source package (use --include-source to sign it)".into());
         return Ok(());
     };
     out.replaced = PreviousSignatures::of(p.headers.signature.header());
+    out.file_digests = std::mem::take(&mut p.file_digests);
     out.files = p.files;
     out.bytes_hashed = p.bytes_hashed;
     out.signatures_made = p.signatures_made;
@@ -289,6 +304,7 @@ fn prepare_delete(pkg: &Path, opts: &SignOptions) -> anyhow::Result<Option<Prepa
         bytes_hashed: 0,
         signatures_made: 0,
         early: None,
+        file_digests: Vec::new(),
     }))
 }
 
@@ -330,6 +346,19 @@ fn prepare_sign(
         plan,
         files: pd.files.len(),
         bytes_hashed: pd.bytes_hashed,
+        file_digests: if opts.list_files {
+            pd.files
+                .files()
+                .iter()
+                .zip(&pd.digests)
+                .map(|(f, d)| SignedFile {
+                    path: f.path_lossy(),
+                    digest: d.to_string(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         signatures_made: made,
         early,
     }))

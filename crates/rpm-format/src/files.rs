@@ -74,106 +74,127 @@ fn check_count<T>(v: &Option<Vec<T>>, n: usize, name: &str) -> Result<()> {
     }
 }
 
-impl FileList {
-    pub fn from_header(h: &Header) -> Result<FileList> {
-        let paths: Vec<Vec<u8>> = if let Some(base) = h.get_string_array_bytes(tags::BASENAMES)? {
-            let dirs = h
-                .get_string_array_bytes(tags::DIRNAMES)?
-                .ok_or_else(|| Error::BadFileList("BASENAMES without DIRNAMES".into()))?;
-            let idx = h
-                .get_u32s(tags::DIRINDEXES)?
-                .ok_or_else(|| Error::BadFileList("BASENAMES without DIRINDEXES".into()))?;
-            if idx.len() != base.len() {
-                return Err(Error::BadFileList(format!(
-                    "DIRINDEXES has {} entries for {} files",
-                    idx.len(),
-                    base.len()
-                )));
-            }
-            base.iter()
-                .zip(&idx)
-                .map(|(b, &d)| {
-                    let dir = dirs.get(d as usize).ok_or_else(|| {
-                        Error::BadFileList(format!(
-                            "DIRINDEXES value {d} out of range ({} dirs)",
-                            dirs.len()
-                        ))
-                    })?;
-                    let mut p = Vec::with_capacity(dir.len() + b.len());
-                    p.extend_from_slice(dir);
-                    p.extend_from_slice(b);
-                    Ok(p)
-                })
-                .collect::<Result<_>>()?
-        } else if let Some(old) = h.get_string_array_bytes(tags::OLDFILENAMES)? {
-            old.iter().map(|s| s.to_vec()).collect()
-        } else {
-            Vec::new()
-        };
-        let n = paths.len();
-
-        let long = h.get_u64s(tags::LONGFILESIZES)?;
-        let short = h.get_u32s(tags::FILESIZES)?;
-        check_count(&long, n, "LONGFILESIZES")?;
-        check_count(&short, n, "FILESIZES")?;
-        let long_sizes = long.is_some();
-        let sizes: Vec<u64> = match (long, short) {
-            (Some(l), _) => l,
-            (None, Some(s)) => s.into_iter().map(u64::from).collect(),
-            (None, None) if n == 0 => Vec::new(),
-            _ => return Err(Error::BadFileList("no FILESIZES".into())),
-        };
-        let modes = h.get_u16s(tags::FILEMODES)?;
-        if modes.is_none() && n > 0 {
-            return Err(Error::BadFileList("no FILEMODES".into()));
+/// Every file's path: DIRNAMES[DIRINDEXES[i]] + BASENAMES[i], or OLDFILENAMES.
+fn paths(h: &Header) -> Result<Vec<Vec<u8>>> {
+    if let Some(base) = h.get_string_array_bytes(tags::BASENAMES)? {
+        let dirs = h
+            .get_string_array_bytes(tags::DIRNAMES)?
+            .ok_or_else(|| Error::BadFileList("BASENAMES without DIRNAMES".into()))?;
+        let idx = h
+            .get_u32s(tags::DIRINDEXES)?
+            .ok_or_else(|| Error::BadFileList("BASENAMES without DIRINDEXES".into()))?;
+        if idx.len() != base.len() {
+            return Err(Error::BadFileList(format!(
+                "DIRINDEXES has {} entries for {} files",
+                idx.len(),
+                base.len()
+            )));
         }
-        check_count(&modes, n, "FILEMODES")?;
-        let flags = h.get_u32s(tags::FILEFLAGS)?;
-        check_count(&flags, n, "FILEFLAGS")?;
-        let inodes = h.get_u32s(tags::FILEINODES)?;
-        check_count(&inodes, n, "FILEINODES")?;
-        let devices = h.get_u32s(tags::FILEDEVICES)?;
-        check_count(&devices, n, "FILEDEVICES")?;
-        let linktos = h.get_string_array_bytes(tags::FILELINKTOS)?;
-        check_count(&linktos, n, "FILELINKTOS")?;
-        let digests = h.get_string_array(tags::FILEDIGESTS)?;
-        check_count(&digests, n, "FILEDIGESTS")?;
-
-        let modes = modes.unwrap_or_default();
-        let files: Vec<FileEntry> = paths
-            .into_iter()
-            .enumerate()
-            .map(|(i, path)| FileEntry {
-                path,
-                size: sizes[i],
-                mode: modes[i],
-                flags: flags.as_ref().map_or(0, |v| v[i]),
-                inode: inodes.as_ref().map_or(0, |v| v[i]),
-                device: devices.as_ref().map_or(0, |v| v[i]),
-                linkto: linktos.as_ref().map_or(Vec::new(), |v| v[i].to_vec()),
-                digest: digests.as_ref().map_or(String::new(), |v| v[i].clone()),
+        return base
+            .iter()
+            .zip(&idx)
+            .map(|(b, &d)| {
+                let dir = dirs.get(d as usize).ok_or_else(|| {
+                    Error::BadFileList(format!(
+                        "DIRINDEXES value {d} out of range ({} dirs)",
+                        dirs.len()
+                    ))
+                })?;
+                let mut p = Vec::with_capacity(dir.len() + b.len());
+                p.extend_from_slice(dir);
+                p.extend_from_slice(b);
+                Ok(p)
             })
             .collect();
+    }
+    Ok(match h.get_string_array_bytes(tags::OLDFILENAMES)? {
+        Some(old) => old.iter().map(|s| s.to_vec()).collect(),
+        None => Vec::new(),
+    })
+}
 
-        // Hardlink sets as rpm's rpmfilesBuildNLink: non-ghost regular files sharing
-        // (device, inode). Without inode data there are no sets.
-        let mut groups: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
-        if inodes.is_some() {
-            for (i, f) in files.iter().enumerate() {
-                if f.is_regular() && !f.is_ghost() {
-                    groups.entry((f.device, f.inode)).or_default().push(i);
-                }
+/// File sizes (LONGFILESIZES, else FILESIZES) and whether they were the long ones.
+fn sizes(h: &Header, n: usize) -> Result<(Vec<u64>, bool)> {
+    let long = h.get_u64s(tags::LONGFILESIZES)?;
+    let short = h.get_u32s(tags::FILESIZES)?;
+    check_count(&long, n, "LONGFILESIZES")?;
+    check_count(&short, n, "FILESIZES")?;
+    let long_sizes = long.is_some();
+    let sizes: Vec<u64> = match (long, short) {
+        (Some(l), _) => l,
+        (None, Some(s)) => s.into_iter().map(u64::from).collect(),
+        (None, None) if n == 0 => Vec::new(),
+        _ => return Err(Error::BadFileList("no FILESIZES".into())),
+    };
+    Ok((sizes, long_sizes))
+}
+
+/// The per-file arrays, each checked to have one entry per file, zipped into entries.
+fn entries(h: &Header, paths: Vec<Vec<u8>>, sizes: &[u64]) -> Result<Vec<FileEntry>> {
+    let n = paths.len();
+    let modes = h.get_u16s(tags::FILEMODES)?;
+    if modes.is_none() && n > 0 {
+        return Err(Error::BadFileList("no FILEMODES".into()));
+    }
+    check_count(&modes, n, "FILEMODES")?;
+    let flags = h.get_u32s(tags::FILEFLAGS)?;
+    check_count(&flags, n, "FILEFLAGS")?;
+    let inodes = h.get_u32s(tags::FILEINODES)?;
+    check_count(&inodes, n, "FILEINODES")?;
+    let devices = h.get_u32s(tags::FILEDEVICES)?;
+    check_count(&devices, n, "FILEDEVICES")?;
+    let linktos = h.get_string_array_bytes(tags::FILELINKTOS)?;
+    check_count(&linktos, n, "FILELINKTOS")?;
+    let digests = h.get_string_array(tags::FILEDIGESTS)?;
+    check_count(&digests, n, "FILEDIGESTS")?;
+    let modes = modes.unwrap_or_default();
+    Ok(paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, path)| FileEntry {
+            path,
+            size: sizes[i],
+            mode: modes[i],
+            flags: flags.as_ref().map_or(0, |v| v[i]),
+            inode: inodes.as_ref().map_or(0, |v| v[i]),
+            device: devices.as_ref().map_or(0, |v| v[i]),
+            linkto: linktos.as_ref().map_or(Vec::new(), |v| v[i].to_vec()),
+            digest: digests.as_ref().map_or(String::new(), |v| v[i].clone()),
+        })
+        .collect())
+}
+
+/// Hardlink sets as rpm's rpmfilesBuildNLink: non-ghost regular files sharing (device,
+/// inode), in order of their first member; and each file's set. Without inode data there are
+/// no sets.
+fn hardlink_sets(files: &[FileEntry], has_inodes: bool) -> (Vec<Vec<usize>>, Vec<Option<u32>>) {
+    let mut groups: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+    if has_inodes {
+        for (i, f) in files.iter().enumerate() {
+            if f.is_regular() && !f.is_ghost() {
+                groups.entry((f.device, f.inode)).or_default().push(i);
             }
         }
-        let mut links: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
-        links.sort_by_key(|g| g[0]);
-        let mut link_of = vec![None; n];
-        for (k, g) in links.iter().enumerate() {
-            for &i in g {
-                link_of[i] = Some(k as u32);
-            }
+    }
+    let mut links: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    links.sort_by_key(|g| g[0]);
+    let mut link_of = vec![None; files.len()];
+    for (k, g) in links.iter().enumerate() {
+        for &i in g {
+            link_of[i] = Some(k as u32);
         }
+    }
+    (links, link_of)
+}
 
+impl FileList {
+    pub fn from_header(h: &Header) -> Result<FileList> {
+        let paths = paths(h)?;
+        let n = paths.len();
+        let (sizes, long_sizes) = sizes(h, n)?;
+        let files = entries(h, paths, &sizes)?;
+        let has_inodes = h.entry(tags::FILEINODES).is_some();
+        let (links, link_of) = hardlink_sets(&files, has_inodes);
         let mut by_name = HashMap::with_capacity(n);
         for (i, f) in files.iter().enumerate() {
             let key = f.path.strip_prefix(b"/").unwrap_or(&f.path).to_vec();

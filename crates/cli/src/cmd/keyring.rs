@@ -25,6 +25,8 @@ enum Sub {
     /// Show or set fs.verity.require_signatures (1: every verity file must carry a valid
     /// signature; unsigned ones can no longer be opened or enabled).
     RequireSignatures(RequireArgs),
+    /// Print the help of keyring or of one of its commands.
+    Help(crate::HelpArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +64,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sub::Load(a) => load(a),
         Sub::List(a) => list(a),
         Sub::RequireSignatures(a) => require(a),
+        Sub::Help(a) => {
+            let path: Vec<String> = std::iter::once("keyring".to_string())
+                .chain(a.command)
+                .collect();
+            crate::help(&path)
+        }
     }
 }
 

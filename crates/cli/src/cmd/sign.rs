@@ -83,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hash_alg: args.hash_alg,
         output_dir: args.output_dir.clone(),
         include_source: args.include_source,
+        list_files: args.verbosity.verbose,
     };
     let report = Report::new(&args);
     let results = sign::sign_packages(&args.packages, &opts, action, threads, &report)?;
@@ -138,10 +139,8 @@ impl Report {
         } else if !self.verbosity.quiet {
             println!("{}", line(o));
             if self.verbosity.verbose {
-                if let Some(r) = &o.replaced {
-                    for s in &r.signers {
-                        println!("  previous signer: {s}");
-                    }
+                for f in &o.file_digests {
+                    println!("  {} {}", f.digest, f.path);
                 }
             }
         }
@@ -261,7 +260,10 @@ fn previous(o: &SignOutcome) -> String {
                 [one] => format!(" by {one}"),
                 more => format!(" by {} signers", more.len()),
             };
-            format!("{} {verb}{by}", render::plural(r.signatures, "signature"))
+            format!(
+                "signatures of {} {verb}{by}",
+                render::plural(r.files, "file")
+            )
         }
     }
 }
