@@ -327,30 +327,32 @@ fn prepare_sign(
         let in_place_allowed = opts.output_dir.is_none();
         copy::start_early_copy(pkg, &p, dest, in_place_allowed, opts.hash_alg, signer)?
     };
-    let pd = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
-    if let Err(e) = pd.integrity {
+    let digests = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
+    if let Err(e) = digests.integrity {
         return Err(anyhow::Error::new(e).context("corrupt package, not signed"));
     }
-    let (sigs, made) = sign_all(signer, &pd.digests)?;
-    let plan = if pd.digests.is_empty() {
+    let (sigs, made) = sign_all(signer, &digests.digests)?;
+    let plan = if digests.digests.is_empty() {
         // A package without files gets no verity tags (rpm 4.18 writes a lone 277 there, by
         // accident).
-        pd.headers.signature.without_verity()?
+        digests.headers.signature.without_verity()?
     } else {
-        pd.headers
+        digests
+            .headers
             .signature
             .with_verity(&sigs, u32::from(opts.hash_alg.id()))?
     };
     Ok(Some(Prepared {
-        headers: pd.headers,
+        headers: digests.headers,
         plan,
-        files: pd.files.len(),
-        bytes_hashed: pd.bytes_hashed,
+        files: digests.files.len(),
+        bytes_hashed: digests.bytes_hashed,
         file_digests: if opts.list_files {
-            pd.files
+            digests
+                .files
                 .files()
                 .iter()
-                .zip(&pd.digests)
+                .zip(&digests.digests)
                 .map(|(f, d)| SignedFile {
                     path: f.path_lossy(),
                     digest: d.to_string(),
@@ -379,15 +381,15 @@ fn write_package(
         early,
         ..
     } = p;
-    if let Some(ec) = early {
-        if ec.header_len == plan.signature_bytes.len() {
-            let dest = ec.dest.clone();
-            return finish_early_copy(ec, pkg, &plan, &headers.main, before)
+    if let Some(copy) = early {
+        if copy.header_len == plan.signature_bytes.len() {
+            let dest = copy.dest.clone();
+            return finish_early_copy(copy, pkg, &plan, &headers.main, before)
                 .with_context(|| format!("writing {}", dest.display()));
         }
         // The prediction missed (signatures of different lengths, e.g. a remote signer that
         // changed keys): drop the early copy and write the file the plain way.
-        ec.abandon();
+        copy.abandon();
     }
     let main_offset = headers.main_header_offset();
     if opts.output_dir.is_some() {
@@ -450,13 +452,13 @@ fn write_new_file(
 /// Joins the copy, writes lead and signature header at the front, keeps the original's mode
 /// (and owner, when allowed), fsyncs and renames over the destination.
 fn finish_early_copy(
-    ec: EarlyCopy,
+    copy: EarlyCopy,
     src: &Path,
     plan: &RewritePlan,
     main: &rpm_format::Header,
     src_meta: &fs::Metadata,
 ) -> anyhow::Result<()> {
-    let mut out = ec.complete()?;
+    let mut out = copy.complete()?;
     let lead = new_lead(plan, main, src)?;
     let f = out.file();
     f.write_all_at(&lead, 0)?;

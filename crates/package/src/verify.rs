@@ -130,31 +130,31 @@ impl Verifier {
             Some((_, pool)) => pool,
             None => bail!("no hashing pool for {alg}"),
         };
-        let pd = digest::digest_package(pkg, alg, pool, &digest::NoProgress)?;
-        check_digests(pkg, &pd, alg, &self.trusted)
+        let digests = digest::digest_package(pkg, alg, pool, &digest::NoProgress)?;
+        check_digests(pkg, &digests, alg, &self.trusted)
     }
 }
 
 fn check_digests(
     pkg: &Path,
-    pd: &PackageDigests,
+    digests: &PackageDigests,
     alg: HashAlgorithm,
     trusted: &[Certificate],
 ) -> anyhow::Result<PackageVerdict> {
-    let n = pd.files.len();
-    let sigs = match VeritySignatures::read(pd.headers.signature.header())? {
+    let n = digests.files.len();
+    let sigs = match VeritySignatures::read(digests.headers.signature.header())? {
         Some(s) => s,
         None if n == 0 => {
-            return Ok(verdict(pkg, pd, alg, Vec::new()));
+            return Ok(verdict(pkg, digests, alg, Vec::new()));
         }
         None => bail!("no fs-verity signatures (tag 276) in the package"),
     };
     sigs.check_count(n)?;
-    let files = pd
+    let files = digests
         .files
         .files()
         .iter()
-        .zip(&pd.digests)
+        .zip(&digests.digests)
         .enumerate()
         .map(|(i, (f, digest))| {
             let mut r = check_file(sigs.get(i), digest, alg, trusted);
@@ -162,16 +162,16 @@ fn check_digests(
             r
         })
         .collect();
-    Ok(verdict(pkg, pd, alg, files))
+    Ok(verdict(pkg, digests, alg, files))
 }
 
 fn verdict(
     pkg: &Path,
-    pd: &PackageDigests,
+    digests: &PackageDigests,
     alg: HashAlgorithm,
     files: Vec<FileVerdict>,
 ) -> PackageVerdict {
-    let integrity_error = pd
+    let integrity_error = digests
         .integrity
         .as_ref()
         .err()
