@@ -94,30 +94,9 @@ impl BlockHasher {
     /// Hashes `data` followed by `zeros` zero bytes: the zero-padded last block of a level,
     /// without building it.
     pub(crate) fn hash_padded(&self, data: &[u8], zeros: usize, out: &mut [u8]) {
-        static ZEROS: [u8; 4096] = [0; 4096];
         match self.alg {
-            HashAlgorithm::Sha256 => {
-                let mut h = self.sha256.clone();
-                h.update(data);
-                let mut left = zeros;
-                while left > 0 {
-                    let n = left.min(ZEROS.len());
-                    h.update(&ZEROS[..n]);
-                    left -= n;
-                }
-                out.copy_from_slice(&h.finalize());
-            }
-            HashAlgorithm::Sha512 => {
-                let mut h = self.sha512.clone();
-                h.update(data);
-                let mut left = zeros;
-                while left > 0 {
-                    let n = left.min(ZEROS.len());
-                    h.update(&ZEROS[..n]);
-                    left -= n;
-                }
-                out.copy_from_slice(&h.finalize());
-            }
+            HashAlgorithm::Sha256 => padded_digest(self.sha256.clone(), data, zeros, out),
+            HashAlgorithm::Sha512 => padded_digest(self.sha512.clone(), data, zeros, out),
         }
     }
 
@@ -149,6 +128,19 @@ impl BlockHasher {
             }
         }
     }
+}
+
+/// Finishes `h` (already fed the salt) over `data` followed by `zeros` zero bytes.
+fn padded_digest<D: Digest>(mut h: D, data: &[u8], zeros: usize, out: &mut [u8]) {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    h.update(data);
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(ZEROS.len());
+        h.update(&ZEROS[..n]);
+        left -= n;
+    }
+    out.copy_from_slice(&h.finalize());
 }
 
 #[cfg(test)]
