@@ -19,7 +19,19 @@ Exit status:
   0  success: everything asked for was done and checked
   1  failure: a package or file failed a check, or an error stopped the command
   2  usage error (unknown option, bad value)
-  3  enable only: no failure, but some files are on a filesystem without fs-verity";
+  3  enable only: no failure, but some files are on a filesystem without fs-verity
+  4  verify only: no failure, but signatures were not checked (no --cert, no --no-cert)";
+
+const VERIFY_EXIT_STATUS: &str = "\
+Exit status:
+  0  every signature checked against --cert and good (with --no-cert: digests and structure fine)
+  1  a package or file failed a check, or an error stopped the command
+  2  usage error
+  4  nothing failed, but signatures were not checked: no --cert was given (and no --no-cert)";
+
+/// `verify` without certificates: nothing failed, but nothing was vouched for either, so a
+/// script that tests the exit status must not read it as a pass.
+pub(crate) const EXIT_UNCHECKED: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +69,7 @@ enum Command {
     /// Add fs-verity signatures to RPM packages (like `rpmsign --signverity`, without GPG).
     Sign(cmd::sign::Args),
     /// Check a package's fs-verity signatures against its payload and certificates.
+    #[command(after_help = VERIFY_EXIT_STATUS)]
     Verify(cmd::verify::Args),
     /// Enable fs-verity on the files of installed packages, with their signatures.
     Enable(cmd::enable::Args),

@@ -16,7 +16,8 @@ use std::thread;
 use anyhow::{anyhow, bail, Context};
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
-use rpm_format::{CpioReader, FileList, Package, PackageHeaders, PayloadSummary};
+use rpm_format::{tags, CpioReader, FileEntry, FileList, Package, PackageHeaders, PayloadSummary};
+use sha2::digest::DynDigest;
 
 /// What a long package wants to tell a progress bar. Sizes are file content bytes, what
 /// hashing costs; the payload's compression makes its own size a poor measure.
@@ -36,19 +37,46 @@ impl Progress for NoProgress {}
 /// chunks of the payload stream's size, as many in flight per file as per payload hop.
 const WHOLE_FILE_MAX: u64 = CHUNK as u64;
 
-type Reply = Sender<(usize, FileDigest)>;
+/// A worker's answer: the file's header index, its fs-verity digest, and the digest of its
+/// content in the header's file digest algorithm (when there is a header digest to compare).
+type Answer = (usize, FileDigest, Option<Vec<u8>>);
+type Reply = Sender<Answer>;
 
 enum Job {
     Whole {
         index: usize,
         data: Vec<u8>,
+        check: Option<u32>,
         reply: Reply,
     },
     Stream {
         index: usize,
         chunks: Receiver<Vec<u8>>,
+        check: Option<u32>,
         reply: Reply,
     },
+}
+
+/// A hasher for rpm's PGPHASHALGO number `algo` (FILEDIGESTALGO; MD5 when the tag is absent,
+/// as rpm assumes). The content hash runs on the same worker as the fs-verity digest, so that
+/// checking what rpm will check at install time costs no extra pass over the payload.
+fn file_hasher(algo: u32) -> Option<Box<dyn DynDigest + Send>> {
+    Some(match algo {
+        1 => Box::new(md5::Md5::default()),
+        2 => Box::new(sha1::Sha1::default()),
+        8 => Box::new(sha2::Sha256::default()),
+        9 => Box::new(sha2::Sha384::default()),
+        10 => Box::new(sha2::Sha512::default()),
+        11 => Box::new(sha2::Sha224::default()),
+        _ => return None,
+    })
+}
+
+/// The content digest of `data` in `algo`, when asked for.
+fn content_digest(check: Option<u32>, data: &[u8]) -> Option<Vec<u8>> {
+    let mut h = file_hasher(check?)?;
+    h.update(data);
+    Some(h.finalize().to_vec())
 }
 
 /// Hashing workers shared by all packages processed at once.
@@ -112,14 +140,21 @@ impl HashPool {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(Job::Whole { index, data, reply }) => {
+                        Ok(Job::Whole {
+                            index,
+                            data,
+                            check,
+                            reply,
+                        }) => {
                             let d = fsverity::digest_bytes(&params, &data);
+                            let c = content_digest(check, &data);
                             bufs.give(data);
-                            let _ = reply.send((index, d));
+                            let _ = reply.send((index, d, c));
                         }
                         Ok(Job::Stream {
                             index,
                             chunks,
+                            check,
                             reply,
                         }) => {
                             // One thread per file: hashing outruns decompression, and
@@ -128,6 +163,7 @@ impl HashPool {
                             // "Measured choices").
                             let mut b =
                                 DigestBuilder::new(&params).with_threads(Threads::Sequential);
+                            let mut content = check.and_then(file_hasher);
                             let mut complete = true;
                             for c in chunks.iter() {
                                 if c.is_empty() {
@@ -135,12 +171,16 @@ impl HashPool {
                                     break;
                                 }
                                 b.update(&c);
+                                if let Some(h) = content.as_mut() {
+                                    h.update(&c);
+                                }
                                 bufs.give(c);
                             }
                             // An aborted stream (reader failed) gets no reply: the reader
                             // reports its own error.
                             if complete {
-                                let _ = reply.send((index, b.finish()));
+                                let c = content.map(|h| h.finalize().to_vec());
+                                let _ = reply.send((index, b.finish(), c));
                             }
                         }
                         Err(_) => return,
@@ -183,6 +223,11 @@ pub struct PackageDigests {
     pub files: FileList,
     /// One digest per header file, header order (the order of tag 276).
     pub digests: Vec<FileDigest>,
+    /// Header indexes of the files whose payload content does not match the header's file
+    /// digest (FILEDIGESTS): rpm would refuse to install them (`cpio: Digest mismatch`), so a
+    /// signature over them vouches for content nobody can install. Kept apart, like
+    /// `integrity`, so that `verify` can name them; `sign` refuses the package.
+    pub mismatched: Vec<usize>,
     /// Bytes of file content hashed.
     pub bytes_hashed: u64,
     /// The payload's own digests and sizes (PAYLOADDIGEST, SIZE, PAYLOADSIZE), checked at its
@@ -209,7 +254,22 @@ pub fn digest_package(
     if meta.is_dir() {
         bail!("is a directory, not a package");
     }
-    let package = Package::open(BufReader::with_capacity(256 << 10, file))?;
+    let package = Package::open_unverified(BufReader::with_capacity(256 << 10, file))?;
+    let checked = package.verify_header_digests()?;
+    // A package without digests passes `rpm -K` as NOTFOUND; nothing it holds can be told
+    // apart from damage, so no signature may vouch for it.
+    if !checked.sha256 && !checked.sha1 {
+        bail!("no header digest (SHA-256 or SHA-1): the package cannot be checked");
+    }
+    if !package.main.contains(tags::PAYLOADDIGEST)
+        && !package.signature.header().contains(tags::SIG_MD5)
+    {
+        bail!("no payload digest (PAYLOADDIGEST or MD5): the package cannot be checked");
+    }
+    let file_algo = package.main.get_u32(tags::FILEDIGESTALGO)?.unwrap_or(1);
+    if file_hasher(file_algo).is_none() {
+        bail!("unknown file digest algorithm {file_algo} (FILEDIGESTALGO)");
+    }
     let files = package.files()?;
     progress.started(
         files
@@ -227,15 +287,26 @@ pub fn digest_package(
 
     let mut cpio = CpioReader::new(payload, &files);
     let jobs = pool.sender()?;
-    let (reply_tx, reply_rx) = mpsc::channel::<(usize, FileDigest)>();
+    let (reply_tx, reply_rx) = mpsc::channel::<Answer>();
     let mut sent = 0usize;
     let mut bytes_hashed = 0u64;
+    let mut mismatched = Vec::new();
 
     while let Some(entry) = cpio.next_entry()? {
         let f = files
             .get(entry.index)
             .ok_or_else(|| anyhow!("payload entry index {} out of range", entry.index))?;
-        if !f.is_regular() || entry.size == 0 {
+        if !f.is_regular() {
+            continue;
+        }
+        let check = (!f.digest.is_empty()).then_some(file_algo);
+        if entry.size == 0 {
+            // A hardlink member without the set's content is checked through the member
+            // that carries it.
+            let alone = files.hardlink_set(entry.index).is_none();
+            if alone && !matches_header(f, content_digest(check, &[])) {
+                mismatched.push(entry.index);
+            }
             continue;
         }
         bytes_hashed += entry.size;
@@ -247,6 +318,7 @@ pub fn digest_package(
             Job::Whole {
                 index: entry.index,
                 data,
+                check,
                 reply: reply_tx.clone(),
             }
         } else {
@@ -254,6 +326,7 @@ pub fn digest_package(
             jobs.send(Job::Stream {
                 index: entry.index,
                 chunks,
+                check,
                 reply: reply_tx.clone(),
             })
             .map_err(|_| anyhow!("hashing pool stopped"))?;
@@ -269,11 +342,13 @@ pub fn digest_package(
     drop(reply_tx);
     let integrity = cpio.into_inner().finish();
 
-    let digests = collect_digests(&files, sent, &reply_rx, &empty)?;
+    let digests = collect_digests(&files, sent, &reply_rx, &empty, &mut mismatched)?;
+    mismatched.sort_unstable();
     Ok(PackageDigests {
         headers,
         files,
         digests,
+        mismatched,
         bytes_hashed,
         integrity,
     })
@@ -303,20 +378,30 @@ fn stream_content<R: BufRead>(
     Ok(())
 }
 
+/// Whether a file's content digest is the one its header lists (no digest to compare: yes).
+fn matches_header(f: &FileEntry, content: Option<Vec<u8>>) -> bool {
+    content.is_none_or(|c| f.digest.trim().eq_ignore_ascii_case(&hex::encode(c)))
+}
+
 /// One digest per header file, header order: the `sent` replies of the workers, a hardlink
 /// set's content digest for all its members, and the empty file's digest for the rest
-/// (directories, symlinks, ghosts, empty files).
+/// (directories, symlinks, ghosts, empty files). Files whose content does not match the
+/// header's digest are added to `mismatched`.
 fn collect_digests(
     files: &FileList,
     sent: usize,
-    replies: &Receiver<(usize, FileDigest)>,
+    replies: &Receiver<Answer>,
     empty: &FileDigest,
+    mismatched: &mut Vec<usize>,
 ) -> anyhow::Result<Vec<FileDigest>> {
     let mut digests: Vec<Option<FileDigest>> = vec![None; files.len()];
     for _ in 0..sent {
-        let (i, d) = replies
+        let (i, d, content) = replies
             .recv()
             .map_err(|_| anyhow!("a hashing worker failed"))?;
+        if files.get(i).is_some_and(|f| !matches_header(f, content)) {
+            mismatched.push(i);
+        }
         digests[i] = Some(d);
     }
     // Hardlink sets: the member that carried the content gives its digest to all members.

@@ -167,6 +167,7 @@ pub fn sign_packages(
     threads: usize,
     progress: &dyn SignProgress,
 ) -> anyhow::Result<Vec<SignOutcome>> {
+    check_destinations(packages, opts)?;
     let pool = HashPool::new(threads, opts.hash_alg)?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SignOutcome>>> =
@@ -194,6 +195,70 @@ pub fn sign_packages(
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// Where a package is read from and written to. A symlink is resolved first, so that both
+/// modes sign the package it points to and keep the link: in place, the target is replaced;
+/// with an output directory, the copy gets the name the user gave.
+fn source_and_destination(pkg: &Path, opts: &SignOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let real = fs::canonicalize(pkg).context("cannot stat")?;
+    let dest = match &opts.output_dir {
+        Some(dir) => dir.join(pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?),
+        None => real.clone(),
+    };
+    Ok((real, dest))
+}
+
+/// Refuses, before anything is signed, a run that would lose a package: two inputs written
+/// to the same output (`--output-dir out a/x.rpm b/x.rpm`: the second rename would silently
+/// replace the first), or an input that is its own output (`--output-dir .` with `./x.rpm`).
+/// Paths that cannot be resolved are left to [`sign_package`], which reports them per
+/// package.
+pub fn check_destinations(packages: &[PathBuf], opts: &SignOptions) -> anyhow::Result<()> {
+    let out_dir = match &opts.output_dir {
+        Some(d) => {
+            Some(fs::canonicalize(d).with_context(|| format!("output directory {}", d.display()))?)
+        }
+        None => None,
+    };
+    let mut taken: std::collections::HashMap<PathBuf, &Path> = Default::default();
+    for pkg in packages {
+        let Ok(real) = fs::canonicalize(pkg) else {
+            continue;
+        };
+        let dest = match (&out_dir, pkg.file_name()) {
+            (Some(dir), Some(name)) => dir.join(name),
+            (Some(_), None) => continue,
+            (None, _) => real.clone(),
+        };
+        if out_dir.is_some() && is_same_file(&dest, &real) {
+            bail!(
+                "{} would be written over itself ({}); nothing signed",
+                pkg.display(),
+                dest.display()
+            );
+        }
+        if let Some(first) = taken.insert(dest.clone(), pkg) {
+            bail!(
+                "{} and {} would both be written to {}; nothing signed",
+                first.display(),
+                pkg.display(),
+                dest.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The same path, or another name of the same file (device and inode).
+fn is_same_file(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
 }
 
 /// Signs (or strips) one package; failures are in the outcome, with whatever was learnt
@@ -240,15 +305,13 @@ fn process(
     progress: &dyn Progress,
     out: &mut SignOutcome,
 ) -> anyhow::Result<()> {
+    let (real, dest) = source_and_destination(pkg, opts)?;
+    let pkg = real.as_path();
     let before = fs::metadata(pkg).context("cannot stat")?;
     if before.is_dir() {
         bail!("is a directory, not a package");
     }
     out.package_size = before.len();
-    let dest = match &opts.output_dir {
-        Some(dir) => dir.join(pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?),
-        None => pkg.to_path_buf(),
-    };
     let prepared = match action {
         Action::Delete => prepare_delete(pkg, opts)?,
         Action::Sign(signer) => prepare_sign(pkg, &dest, opts, signer, pool, progress)?,
@@ -330,6 +393,17 @@ fn prepare_sign(
     let digests = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
     if let Err(e) = digests.integrity {
         return Err(anyhow::Error::new(e).context("corrupt package, not signed"));
+    }
+    if let Some(&first) = digests.mismatched.first() {
+        let path = digests.files.get(first).map(|f| f.path_lossy());
+        let more = match digests.mismatched.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        bail!(
+            "corrupt package, not signed: {}: content does not match the header's digest{more}",
+            path.unwrap_or_default()
+        );
     }
     let (sigs, made) = sign_all(signer, &digests.digests)?;
     let plan = if digests.digests.is_empty() {

@@ -31,6 +31,10 @@ pub enum FileStatus {
     /// Made by a certificate that is not trusted.
     #[serde(rename = "UNTRUSTED")]
     Untrusted,
+    /// The payload content does not match the header's file digest: rpm refuses to install
+    /// it, whatever the signature says.
+    #[serde(rename = "CORRUPT")]
+    Corrupt,
 }
 
 impl FileStatus {
@@ -41,12 +45,20 @@ impl FileStatus {
             FileStatus::Malformed => "MALFORMED",
             FileStatus::Bad => "BAD",
             FileStatus::Untrusted => "UNTRUSTED",
+            FileStatus::Corrupt => "CORRUPT",
         }
     }
 
-    /// Whether the file counts as good in the summary.
+    /// Whether the file counts as good in the summary: only a checked signature does, so
+    /// that a run without certificates can never read as a pass.
     pub fn is_good(self) -> bool {
-        matches!(self, FileStatus::Ok | FileStatus::Unchecked)
+        self == FileStatus::Ok
+    }
+
+    /// Whether the file shows a problem (an unchecked signature is not one: nothing was
+    /// wrong, it just was not checked).
+    pub fn is_problem(self) -> bool {
+        !matches!(self, FileStatus::Ok | FileStatus::Unchecked)
     }
 }
 
@@ -65,7 +77,11 @@ pub struct FileVerdict {
 #[derive(Debug, Serialize)]
 pub struct PackageVerdict {
     pub package: String,
+    /// Every signature checked against a trusted certificate and found good, and the package
+    /// intact. Never true without certificates.
     pub ok: bool,
+    /// Whether signatures were checked against certificates at all.
+    pub checked: bool,
     /// Why the package as a whole failed (unreadable, corrupt payload, no signatures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -74,6 +90,16 @@ pub struct PackageVerdict {
     pub files: Vec<FileVerdict>,
     pub good: usize,
     pub bad: usize,
+    /// Files whose signature is well-formed but was not checked (no certificate).
+    pub unchecked: usize,
+}
+
+impl PackageVerdict {
+    /// What could be checked was fine: no bad file and no package-level error. Without
+    /// certificates this is all a verdict can say.
+    pub fn structure_ok(&self) -> bool {
+        self.bad == 0 && self.error.is_none()
+    }
 }
 
 /// Hashing pools for both algorithms: a package's tag 277 says which one it needs.
@@ -105,11 +131,13 @@ impl Verifier {
         self.check_package(pkg).unwrap_or_else(|e| PackageVerdict {
             package: pkg.display().to_string(),
             ok: false,
+            checked: !self.trusted.is_empty(),
             error: Some(crate::error_chain(e.as_ref())),
             algorithm: None,
             files: Vec::new(),
             good: 0,
             bad: 0,
+            unchecked: 0,
         })
     }
 
@@ -145,7 +173,7 @@ fn check_digests(
     let sigs = match VeritySignatures::read(digests.headers.signature.header())? {
         Some(s) => s,
         None if n == 0 => {
-            return Ok(verdict(pkg, digests, alg, Vec::new()));
+            return Ok(verdict(pkg, digests, alg, trusted, Vec::new()));
         }
         None => bail!("no fs-verity signatures (tag 276) in the package"),
     };
@@ -159,16 +187,25 @@ fn check_digests(
         .map(|(i, (f, digest))| {
             let mut r = check_file(sigs.get(i), digest, alg, trusted);
             r.path = f.path_lossy();
+            if digests.mismatched.binary_search(&i).is_ok() {
+                let was = match r.error.take() {
+                    Some(e) => format!("; signature: {}: {e}", r.status.name()),
+                    None => String::new(),
+                };
+                r.status = FileStatus::Corrupt;
+                r.error = Some(format!("content does not match the header's digest{was}"));
+            }
             r
         })
         .collect();
-    Ok(verdict(pkg, digests, alg, files))
+    Ok(verdict(pkg, digests, alg, trusted, files))
 }
 
 fn verdict(
     pkg: &Path,
     digests: &PackageDigests,
     alg: HashAlgorithm,
+    trusted: &[Certificate],
     files: Vec<FileVerdict>,
 ) -> PackageVerdict {
     let integrity_error = digests
@@ -177,15 +214,22 @@ fn verdict(
         .err()
         .map(|e| format!("package is corrupt: {e}"));
     let good = files.iter().filter(|f| f.status.is_good()).count();
-    let bad = files.len() - good;
+    let unchecked = files
+        .iter()
+        .filter(|f| f.status == FileStatus::Unchecked)
+        .count();
+    let bad = files.len() - good - unchecked;
+    let checked = !trusted.is_empty();
     PackageVerdict {
         package: pkg.display().to_string(),
-        ok: bad == 0 && integrity_error.is_none(),
+        ok: checked && bad == 0 && integrity_error.is_none(),
+        checked,
         error: integrity_error,
         algorithm: Some(alg.name()),
         files,
         good,
         bad,
+        unchecked,
     }
 }
 

@@ -73,7 +73,8 @@ fn print_text(r: &AuditReport, verbosity: Verbosity) {
     }
     for p in &r.packages {
         let counts = render::counts(&p.counts, false, "none");
-        println!("{}: {}: {counts}", p.package, plural(p.files, "file"));
+        let line = format!("{}: {}: {counts}", p.package, plural(p.files, "file"));
+        println!("{}", render::escape(&line));
     }
     println!(
         "audit: {} checked in {}: {}",

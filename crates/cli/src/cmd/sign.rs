@@ -135,12 +135,12 @@ impl Report {
             return;
         }
         if o.status == SignStatus::Error {
-            eprintln!("rpm-verity: error: {}", line(o));
+            eprintln!("rpm-verity: error: {}", render::escape(&line(o)));
         } else if !self.verbosity.quiet {
-            println!("{}", line(o));
+            println!("{}", render::escape(&line(o)));
             if self.verbosity.verbose {
                 for f in &o.file_digests {
-                    println!("  {} {}", f.digest, f.path);
+                    println!("  {} {}", f.digest, render::escape(&f.path));
                 }
             }
         }

@@ -15,10 +15,16 @@ pub struct Args {
     #[arg(required = true, value_name = "PKG")]
     pub packages: Vec<PathBuf>,
 
-    /// Trusted certificate (PEM or DER); repeatable. Without it the signer of each file is
-    /// reported and the payload is checked, but signatures cannot be checked cryptographically.
+    /// Trusted certificate (PEM or DER); repeatable. Without it the signatures cannot be
+    /// checked: the package is reported UNCHECKED and verify exits with 4 (see --no-cert).
     #[arg(long, value_name = "CERT")]
     pub cert: Vec<PathBuf>,
+
+    /// Check only what needs no certificate (the package's own digests, every file's content
+    /// against its header digest, that each signature parses and names its signer), and exit
+    /// with 0 when that is fine.
+    #[arg(long, conflicts_with = "cert")]
+    pub no_cert: bool,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -35,8 +41,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let threads = args.jobs.count();
     crate::util::init_rayon(threads);
     let json = args.json.json;
-    if trusted.is_empty() && !json {
-        eprintln!("rpm-verity: note: no --cert given: reporting signers and checking payloads only; signatures are not checked");
+    if trusted.is_empty() && !json && !args.no_cert {
+        eprintln!("rpm-verity: note: no --cert given: signatures are not checked (exit status 4; --no-cert asks for this on purpose)");
     }
     let verifier = Verifier::new(trusted, threads)?;
     let mut results = Vec::new();
@@ -48,20 +54,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results.push(r);
     }
     verifier.shutdown();
-    let failed = results.iter().filter(|r| !r.ok).count();
-    let verified = results.len() - failed;
+    let failed = results.iter().filter(|r| !r.structure_ok()).count();
+    let verified = results.iter().filter(|r| r.ok).count();
+    let unchecked = results.len() - failed - verified;
     if json {
-        let doc =
-            serde_json::json!({ "packages": results, "verified": verified, "failed": failed });
+        let doc = serde_json::json!({
+            "packages": results,
+            "verified": verified,
+            "unchecked": unchecked,
+            "failed": failed,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if args.packages.len() > 1 && !args.verbosity.quiet {
         println!(
-            "{} verified, {failed} failed",
+            "{} verified, {unchecked} unchecked, {failed} failed",
             render::plural(verified, "package")
         );
     }
     Ok(if failed > 0 {
         ExitCode::from(1)
+    } else if unchecked > 0 && !args.no_cert {
+        ExitCode::from(crate::EXIT_UNCHECKED)
     } else {
         ExitCode::SUCCESS
     })
@@ -71,13 +84,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// and `rpm -V` report).
 fn print_text(r: &PackageVerdict, verbosity: Verbosity) {
     if let Some(e) = &r.error {
-        eprintln!("rpm-verity: error: {}: {e}", r.package);
+        let line = format!("{}: {e}", r.package);
+        eprintln!("rpm-verity: error: {}", render::escape(&line));
         if r.files.is_empty() {
             return;
         }
     }
     for f in &r.files {
-        if f.status.is_good() && !verbosity.verbose {
+        if !f.status.is_problem() && !verbosity.verbose {
             continue;
         }
         let mut line = format!("{:<9} {}", f.status.name(), f.path);
@@ -89,17 +103,18 @@ fn print_text(r: &PackageVerdict, verbosity: Verbosity) {
                 line.push_str(&format!(" (signer {s})"));
             }
         }
-        println!("{line}");
+        println!("{}", render::escape(&line));
     }
     if verbosity.quiet {
         return;
     }
-    println!(
-        "{}: {} ({}: {} good, {} bad)",
-        r.package,
-        if r.ok { "OK" } else { "FAILED" },
-        render::plural(r.files.len(), "file"),
-        r.good,
-        r.bad
-    );
+    let files = render::plural(r.files.len(), "file");
+    let summary = if r.ok {
+        format!("OK ({files}: {} good)", r.good)
+    } else if r.structure_ok() && !r.checked {
+        format!("UNCHECKED ({files}: signatures not checked)")
+    } else {
+        format!("FAILED ({files}: {} good, {} bad)", r.good, r.bad)
+    };
+    println!("{}", render::escape(&format!("{}: {summary}", r.package)));
 }
