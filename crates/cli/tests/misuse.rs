@@ -1,0 +1,438 @@
+//! Verdicts users can trust: `sign` and `verify` used the way people get them wrong, or fed
+//! packages that pass rpm's own checks yet cannot be installed. Each case once printed OK, lost
+//! a package or signed something rpm refuses; packages come from the real rpmbuild.
+
+use verity_test_support::rpmbuild as support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rpm_format::{tags, Package};
+use sha1::Digest as _;
+use support::{build_rpm, build_rpm_custom, Contents};
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn rv(args: &[&str]) -> Output {
+    Command::new(verity_test_support::bin!())
+        .args(args)
+        .output()
+        .expect("run rpm-verity")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn openssl_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("k.key.pem");
+    let cert = dir.join("k.cert.pem");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=misuse",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (key, cert)
+}
+
+fn sign(key: &Path, cert: &Path, more: &[&str]) -> Output {
+    let mut args = vec!["sign", "--key", s(key), "--cert", s(cert)];
+    args.extend_from_slice(more);
+    rv(&args)
+}
+
+#[test]
+fn verify_without_cert_is_unchecked_not_ok() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let pkg = build_rpm(dir, "nocert", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    assert!(sign(&key, &cert, &[s(&pkg)]).status.success());
+
+    let out = rv(&["verify", s(&pkg)]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    assert!(all.contains(": UNCHECKED ("), "{all}");
+    assert!(all.contains("signatures not checked"), "{all}");
+    assert!(!all.contains(" good") && !all.contains(": OK"), "{all}");
+
+    let out = rv(&["verify", "--json", s(&pkg)]);
+    assert_eq!(out.status.code(), Some(4));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &doc["packages"][0];
+    assert_eq!(p["ok"], false, "{doc}");
+    assert_eq!(p["checked"], false, "{doc}");
+    assert_eq!(p["good"], 0, "{doc}");
+    assert_eq!(doc["verified"], 0, "{doc}");
+    assert_eq!(doc["unchecked"], 1, "{doc}");
+
+    // Asked for on purpose: structure fine → 0, still not called OK.
+    let out = rv(&["verify", "--no-cert", s(&pkg)]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(": UNCHECKED ("), "{all}");
+    assert!(!all.contains("note:"), "{all}");
+
+    let out = rv(&["verify", "--cert", s(&cert), s(&pkg)]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(": OK ("), "{all}");
+    assert_eq!(
+        rv(&["verify", "--cert", s(&cert), "--no-cert", s(&pkg)])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // The exit code is documented where scripts look.
+    let top = String::from_utf8_lossy(&rv(&["--help"]).stdout).into_owned();
+    assert!(top.contains("4  verify only"), "{top}");
+    let help = String::from_utf8_lossy(&rv(&["verify", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("--no-cert") && help.contains("  4  "),
+        "{help}"
+    );
+}
+
+#[test]
+fn output_dir_collisions_refused_before_signing() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let one = build_rpm(dir, "clash", "w19.zstdio", Contents::ONE_FILE);
+    let two = build_rpm(dir, "clash2", "w19.zstdio", Contents::ONE_FILE);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    fs::create_dir(&a).unwrap();
+    fs::create_dir(&b).unwrap();
+    let ax = a.join("x.rpm");
+    let bx = b.join("x.rpm");
+    fs::copy(&one, &ax).unwrap();
+    fs::copy(&two, &bx).unwrap();
+    let out_dir = dir.join("out");
+    fs::create_dir(&out_dir).unwrap();
+
+    let out = sign(&key, &cert, &["--output-dir", s(&out_dir), s(&ax), s(&bx)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(s(&ax)) && err.contains(s(&bx)) && err.contains("both"),
+        "{err}"
+    );
+    assert!(
+        fs::read_dir(&out_dir).unwrap().next().is_none(),
+        "nothing written"
+    );
+    assert_eq!(fs::read(&ax).unwrap(), fs::read(&one).unwrap());
+    assert_eq!(fs::read(&bx).unwrap(), fs::read(&two).unwrap());
+
+    // An input that is its own output, spelled differently.
+    let out = Command::new(verity_test_support::bin!())
+        .current_dir(&a)
+        .args(["sign", "--key", s(&key), "--cert", s(&cert)])
+        .args(["--output-dir", ".", "./x.rpm"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("x.rpm") && err.contains("itself"), "{err}");
+    assert_eq!(fs::read(&ax).unwrap(), fs::read(&one).unwrap());
+    assert_eq!(fs::read_dir(&a).unwrap().count(), 1, "no stray files");
+
+    // The same package twice, in place: refused too.
+    let out = sign(&key, &cert, &[s(&ax), &format!("{}/../a/x.rpm", s(&a))]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(fs::read(&ax).unwrap(), fs::read(&one).unwrap());
+}
+
+/// Rewrites hello.txt's bytes in an uncompressed payload and recomputes everything `rpm -K`
+/// checks, as someone hiding a change would.
+fn tamper(orig: &Path) -> Vec<u8> {
+    edit_and_redigest(orig, |bytes, payload_off| {
+        let at = payload_off
+            + bytes[payload_off..]
+                .windows(12)
+                .position(|w| w == b"hello world\n")
+                .unwrap();
+        bytes[at..at + 12].copy_from_slice(b"HELLO WORLD\n");
+    })
+}
+
+/// Applies `edit` (same-length changes, given the payload's offset) to an uncompressed
+/// package and recomputes PAYLOADDIGEST and PAYLOADDIGESTALT, header SHA-256 and SHA-1, MD5.
+fn edit_and_redigest(orig: &Path, edit: impl FnOnce(&mut [u8], usize)) -> Vec<u8> {
+    let mut bytes = fs::read(orig).unwrap();
+    let p = Package::open_unverified(fs::File::open(orig).unwrap()).unwrap();
+    let (main_off, payload_off) = (p.main_header_offset() as usize, p.payload_offset() as usize);
+    let old_payload = hex::encode(sha2::Sha256::digest(&bytes[payload_off..]));
+    let old_main = bytes[main_off..payload_off].to_vec();
+    let old_md5 = md5::Md5::digest(&bytes[main_off..]);
+
+    edit(&mut bytes, payload_off);
+    let new_payload = hex::encode(sha2::Sha256::digest(&bytes[payload_off..]));
+    let n = replace_all(
+        &mut bytes[main_off..payload_off],
+        old_payload.as_bytes(),
+        new_payload.as_bytes(),
+    );
+    assert!(n >= 1, "PAYLOADDIGEST found");
+    let new_main = bytes[main_off..payload_off].to_vec();
+    let sig = &mut bytes[..main_off];
+    for (old, new) in [
+        (
+            hex::encode(sha2::Sha256::digest(&old_main)),
+            hex::encode(sha2::Sha256::digest(&new_main)),
+        ),
+        (
+            hex::encode(sha1::Sha1::digest(&old_main)),
+            hex::encode(sha1::Sha1::digest(&new_main)),
+        ),
+    ] {
+        assert_eq!(replace_all(sig, old.as_bytes(), new.as_bytes()), 1);
+    }
+    let new_md5 = md5::Md5::digest(&bytes[main_off..]);
+    assert_eq!(replace_all(&mut bytes[..main_off], &old_md5, &new_md5), 1);
+    bytes
+}
+
+fn replace_all(hay: &mut [u8], old: &[u8], new: &[u8]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i + old.len() <= hay.len() {
+        if &hay[i..i + old.len()] == old {
+            hay[i..i + old.len()].copy_from_slice(new);
+            n += 1;
+            i += old.len();
+        } else {
+            i += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn content_not_matching_the_header_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm(dir, "tamper", "w0.ufdio", Contents::RPMSIGN_SAFE);
+    let bad = dir.join("tampered.rpm");
+    let data = tamper(&orig);
+    fs::write(&bad, &data).unwrap();
+
+    // rpm's own package check accepts it; installing it fails.
+    let k = run(Command::new("rpm").args(["-K", "--nosignature"]).arg(&bad));
+    assert!(String::from_utf8_lossy(&k.stdout).contains("digests OK"));
+    let root = dir.join("root");
+    fs::create_dir(&root).unwrap();
+    run(Command::new("rpmdb").args(["--root", s(&root), "--initdb"]));
+    let i = Command::new("rpm")
+        .args([
+            "--root",
+            s(&root),
+            "-i",
+            "--nodeps",
+            "--nosignature",
+            "--noscripts",
+        ])
+        .args(["--define", "__transaction_fsverity %{nil}"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!i.status.success(), "rpm -i accepted it: {}", text(&i));
+    assert!(text(&i).contains("Digest mismatch"), "{}", text(&i));
+
+    let out = sign(&key, &cert, &[s(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("corrupt package, not signed: /opt/t/hello.txt: content does not match the header's digest"),
+        "{err}"
+    );
+    assert!(err.contains("tampered.rpm"), "{err}");
+    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
+
+    // Signed anyway by a signer that does not look (the library's own pieces): verify
+    // names the file, though its fs-verity signature matches its content.
+    let pool = verity_package::HashPool::new(1, fsverity::HashAlgorithm::Sha256).unwrap();
+    let d = verity_package::digest_package(
+        &bad,
+        fsverity::HashAlgorithm::Sha256,
+        &pool,
+        &verity_package::NoProgress,
+    )
+    .unwrap();
+    pool.shutdown();
+    let signer = verity_signing::LocalSigner::load(&key, Some(&cert), None).unwrap();
+    let sigs = verity_signing::Signer::sign_digests(&signer, &d.digests).unwrap();
+    let plan = d.headers.signature.with_verity(&sigs, 1).unwrap();
+    let off = d.headers.main_header_offset() as usize;
+    let mut signed = data[..96].to_vec();
+    signed.extend_from_slice(&plan.signature_bytes);
+    signed.extend_from_slice(&data[off..]);
+    let signed_path = dir.join("tampered-signed.rpm");
+    fs::write(&signed_path, signed).unwrap();
+    let out = rv(&["verify", "--cert", s(&cert), s(&signed_path)]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("CORRUPT   /opt/t/hello.txt: content does not match"),
+        "{all}"
+    );
+    assert!(all.contains(": FAILED ("), "{all}");
+}
+
+#[test]
+fn package_without_digests_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm(dir, "nodig", "w19.zstdio", Contents::ONE_FILE);
+    let data = fs::read(&orig).unwrap();
+    let p = Package::open_unverified(fs::File::open(&orig).unwrap()).unwrap();
+    let plan = p
+        .signature
+        .rewrite(|b| {
+            for tag in [tags::SIG_SHA1, tags::SIG_SHA256, tags::SIG_MD5] {
+                b.remove(tag);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut stripped = data[..96].to_vec();
+    stripped.extend_from_slice(&plan.signature_bytes);
+    stripped.extend_from_slice(&data[p.main_header_offset() as usize..]);
+    let pkg = dir.join("nodigest.rpm");
+    fs::write(&pkg, &stripped).unwrap();
+
+    let out = sign(&key, &cert, &[s(&pkg)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nodigest.rpm") && err.contains("no header digest"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&pkg).unwrap(), stripped);
+    let out = rv(&["verify", "--no-cert", s(&pkg)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn symlinked_package_signs_the_target_and_keeps_the_link() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm(dir, "linked", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    let before = fs::read(&orig).unwrap();
+    let check = |p: &Path| rv(&["verify", "--cert", s(&cert), s(p)]).status.code();
+
+    // Rewrite mode (--output-dir): the copy is named as given, link and target untouched.
+    let link = dir.join("link.rpm");
+    std::os::unix::fs::symlink(&orig, &link).unwrap();
+    let out_dir = dir.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = sign(&key, &cert, &["--output-dir", s(&out_dir), s(&link)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(fs::symlink_metadata(out_dir.join("link.rpm"))
+        .unwrap()
+        .is_file());
+    assert_eq!(check(&out_dir.join("link.rpm")), Some(0));
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(&orig).unwrap(), before);
+
+    // In place, both when the signature fits (ONE_FILE) and when the file is rewritten: the
+    // target is signed, the link stays a link.
+    for (name, c) in [
+        ("inplace", Contents::ONE_FILE),
+        ("rewrite", Contents::RPMSIGN_SAFE),
+    ] {
+        let target = build_rpm(dir, name, "w19.zstdio", c);
+        let link = dir.join(format!("{name}-link.rpm"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let out = sign(&key, &cert, &[s(&link)]);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{name}: link kept"
+        );
+        assert_eq!(check(&target), Some(0), "{name}: target signed");
+    }
+}
+
+#[test]
+fn control_characters_in_file_names_are_escaped() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    // rpmbuild refuses control characters in names: build with a stand-in, then put the
+    // escape into header and payload alike, as a hostile packager's own tools would.
+    let built = build_rpm_custom(
+        dir,
+        "esc",
+        "w0.ufdio",
+        "mkdir -p %{buildroot}/opt/e\nprintf x > '%{buildroot}/opt/e/redQ[31mX'\n",
+        "/opt/e/redQ[31mX\n",
+    );
+    let data = edit_and_redigest(&built, |bytes, _| {
+        assert_eq!(replace_all(bytes, b"redQ[31mX", b"red\x1b[31mX"), 2);
+    });
+    let pkg = dir.join("esc.rpm");
+    fs::write(&pkg, data).unwrap();
+    let out = sign(&key, &cert, &["-v", s(&pkg)]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("/opt/e/red\\x1b[31mX"), "{all}");
+    assert!(!all.contains('\x1b'), "raw escape printed: {all:?}");
+    let out = rv(&["verify", "-v", "--cert", s(&cert), s(&pkg)]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("/opt/e/red\\x1b[31mX"), "{all}");
+    assert!(!all.contains('\x1b'), "raw escape printed: {all:?}");
+    // JSON keeps the name exact (serde escapes it).
+    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&pkg)]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = doc["packages"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"/opt/e/red\x1b[31mX"), "{names:?}");
+}
