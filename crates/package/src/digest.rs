@@ -255,21 +255,7 @@ pub fn digest_package(
         bail!("is a directory, not a package");
     }
     let package = Package::open_unverified(BufReader::with_capacity(256 << 10, file))?;
-    let checked = package.verify_header_digests()?;
-    // A package without digests passes `rpm -K` as NOTFOUND; nothing it holds can be told
-    // apart from damage, so no signature may vouch for it.
-    if !checked.sha256 && !checked.sha1 {
-        bail!("no header digest (SHA-256 or SHA-1): the package cannot be checked");
-    }
-    if !package.main.contains(tags::PAYLOADDIGEST)
-        && !package.signature.header().contains(tags::SIG_MD5)
-    {
-        bail!("no payload digest (PAYLOADDIGEST or MD5): the package cannot be checked");
-    }
-    let file_algo = package.main.get_u32(tags::FILEDIGESTALGO)?.unwrap_or(1);
-    if file_hasher(file_algo).is_none() {
-        bail!("unknown file digest algorithm {file_algo} (FILEDIGESTALGO)");
-    }
+    let file_algo = check_digests_present(&package)?;
     let files = package.files()?;
     progress.started(
         files
@@ -352,6 +338,26 @@ pub fn digest_package(
         bytes_hashed,
         integrity,
     })
+}
+
+/// Checks the header digests and that there are digests to check at all; returns the file
+/// digest algorithm. A package without digests passes `rpm -K` as NOTFOUND: nothing it holds
+/// can be told apart from damage, so no signature may vouch for it.
+fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> anyhow::Result<u32> {
+    let checked = package.verify_header_digests()?;
+    if !checked.sha256 && !checked.sha1 {
+        bail!("no header digest (SHA-256 or SHA-1): the package cannot be checked");
+    }
+    if !package.main.contains(tags::PAYLOADDIGEST)
+        && !package.signature.header().contains(tags::SIG_MD5)
+    {
+        bail!("no payload digest (PAYLOADDIGEST or MD5): the package cannot be checked");
+    }
+    let file_algo = package.main.get_u32(tags::FILEDIGESTALGO)?.unwrap_or(1);
+    if file_hasher(file_algo).is_none() {
+        bail!("unknown file digest algorithm {file_algo} (FILEDIGESTALGO)");
+    }
+    Ok(file_algo)
 }
 
 /// Feeds `size` bytes of the current entry to a streaming hash worker in chunks. On a read
