@@ -272,8 +272,45 @@ pub fn digest_package(
     let empty = fsverity::empty_file_digest(&params);
 
     let mut cpio = CpioReader::new(payload, &files);
-    let jobs = pool.sender()?;
     let (reply_tx, reply_rx) = mpsc::channel::<Answer>();
+    let fed = feed_contents(&mut cpio, &files, file_algo, pool, progress, reply_tx)?;
+    let integrity = cpio.into_inner().finish();
+    let mut mismatched = fed.mismatched;
+    let sent = fed.sent;
+    let bytes_hashed = fed.bytes_hashed;
+
+    let digests = collect_digests(&files, sent, &reply_rx, &empty, &mut mismatched)?;
+    mismatched.sort_unstable();
+    Ok(PackageDigests {
+        headers,
+        files,
+        digests,
+        mismatched,
+        bytes_hashed,
+        integrity,
+    })
+}
+
+/// What [`feed_contents`] handed to the hashing pool.
+struct Fed {
+    /// Jobs sent, each of which answers once.
+    sent: usize,
+    bytes_hashed: u64,
+    /// Empty files whose header digest is not the empty content's.
+    mismatched: Vec<usize>,
+}
+
+/// Reads every file's content from the payload and hands it to the hashing pool (small files
+/// whole, big ones as a stream of chunks), each job answering on `reply_tx`.
+fn feed_contents<R: BufRead>(
+    cpio: &mut CpioReader<R, &FileList>,
+    files: &FileList,
+    file_algo: u32,
+    pool: &HashPool,
+    progress: &dyn Progress,
+    reply_tx: Sender<Answer>,
+) -> anyhow::Result<Fed> {
+    let jobs = pool.sender()?;
     let mut sent = 0usize;
     let mut bytes_hashed = 0u64;
     let mut mismatched = Vec::new();
@@ -299,7 +336,7 @@ pub fn digest_package(
         progress.hashed(entry.size);
         let job = if entry.size <= WHOLE_FILE_MAX {
             let mut data = pool.buffers.take(entry.size as usize);
-            read_content(&mut cpio, &mut data, entry.size as usize)
+            read_content(cpio, &mut data, entry.size as usize)
                 .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
             Job::Whole {
                 index: entry.index,
@@ -316,7 +353,7 @@ pub fn digest_package(
                 reply: reply_tx.clone(),
             })
             .map_err(|_| anyhow!("hashing pool stopped"))?;
-            stream_content(&mut cpio, entry.size, pool, &chunks_tx)
+            stream_content(cpio, entry.size, pool, &chunks_tx)
                 .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
             sent += 1;
             continue;
@@ -325,18 +362,10 @@ pub fn digest_package(
             .map_err(|_| anyhow!("hashing pool stopped"))?;
         sent += 1;
     }
-    drop(reply_tx);
-    let integrity = cpio.into_inner().finish();
-
-    let digests = collect_digests(&files, sent, &reply_rx, &empty, &mut mismatched)?;
-    mismatched.sort_unstable();
-    Ok(PackageDigests {
-        headers,
-        files,
-        digests,
-        mismatched,
+    Ok(Fed {
+        sent,
         bytes_hashed,
-        integrity,
+        mismatched,
     })
 }
 
