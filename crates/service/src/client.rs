@@ -151,7 +151,7 @@ pub enum ClientError {
         digest: String,
         key: String,
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
     },
     #[error("{url}: signatures[{index}] is not base64")]
     BadSignature {
@@ -337,7 +337,7 @@ impl RemoteSigner {
                     index,
                     digest: digest.to_hex(),
                     key: self.key_name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(sigs)
