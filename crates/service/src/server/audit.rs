@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(cut, format!("{}...(60000 bytes)", "x".repeat(128)));
         // An escape is never split by the cut.
         let cut = untrusted(&"\u{7f}".repeat(100), 20);
-        assert_eq!(cut, format!("{}...(200 bytes)", "\\u{7f}".repeat(2)));
+        assert_eq!(cut, format!("{}...(100 bytes)", "\\u{7f}".repeat(3)));
     }
 
     #[test]
