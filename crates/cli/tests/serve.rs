@@ -632,21 +632,9 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
     for (what, creds, key, body, status, kind, msg) in cases {
         let before = audit_lines(&log).len();
         let a = agent(&pki, &creds);
-        let (got, answer) = match post_sign(&a, &server, &creds, key, &body) {
-            Ok(r) => r,
-            // The server answers 413 and closes as soon as the limit is passed; a client still
-            // sending the rest of the body may see the connection reset before it reads the
-            // answer. The refusal must still be logged, and nothing signed.
-            Err(e) if status == 413 => {
-                let lines = audit_lines(&log);
-                assert_eq!(lines.len(), before + 1, "{what}: {e}: one audit line");
-                let last = lines.last().unwrap();
-                assert_eq!(last["error"], kind, "{what}");
-                assert_eq!(last["status"], status, "{what}");
-                continue;
-            }
-            Err(e) => panic!("{what}: {e}"),
-        };
+        // The oversized body too: the server reads it before closing, so the answer arrives.
+        let (got, answer) =
+            post_sign(&a, &server, &creds, key, &body).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(got, status, "{what}: {answer}");
         assert_eq!(answer["error"]["kind"], kind, "{what}: {answer}");
         let m = answer["error"]["message"].as_str().unwrap();
@@ -715,7 +703,11 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
 fn two_hundred_concurrent_clients() {
     let pki = Arc::new(Pki::new());
     let log = pki.path("audit.jsonl");
-    let server = Arc::new(Server::start(&pki.config(&log, "127.0.0.1:0", ""), None));
+    // All 200 come from 127.0.0.1, one peer.
+    let server = Arc::new(Server::start(
+        &pki.config(&log, "127.0.0.1:0", "max_connections_per_peer = 256"),
+        None,
+    ));
     let cert = Arc::new(Certificate::parse(&std::fs::read(pki.path("k1.crt")).unwrap()).unwrap());
     const CLIENTS: usize = 200;
     const REQUESTS: usize = 50;
@@ -1138,4 +1130,446 @@ fn remote_package_signing_matches_local_and_never_half_signs() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(stray.is_empty(), "temp files left: {stray:?}");
+}
+
+/// TLS to the test server with the test CA, offering `alpn` (`h2`, `http/1.1`).
+fn tls_connect(
+    pki: &Pki,
+    addr: &str,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Whether the server has closed `stream` (end of stream or an error) within `within`.
+fn closed_within(stream: &mut impl Read, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// `curl ARGS URL` against the test server with its CA: (HTTP status, or 000 if none was read;
+/// the body).
+fn curl(pki: &Pki, args: &[&str], url: &str) -> (String, String) {
+    let body = pki.path("curl-body");
+    let _ = std::fs::remove_file(&body);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(pki.path("ca.crt"))
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("running curl");
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        std::fs::read_to_string(&body).unwrap_or_default() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn healthz_ok(pki: &Pki, server: &Server) -> bool {
+    let a = ureq::Agent::config_builder()
+        .tls_config(agent_tls(pki))
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .new_agent();
+    a.get(&format!("{}/healthz", server.url()))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+}
+
+fn agent_tls(pki: &Pki) -> ureq::tls::TlsConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let ca = ureq::tls::Certificate::from_pem(&std::fs::read(pki.path("ca.crt")).unwrap())
+        .unwrap()
+        .to_owned();
+    ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider)
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+        .build()
+}
+
+/// Connections that never send a request (plain TCP that never starts TLS, TLS that never sends
+/// a request, HTTP/2 that sends only its preface) and one gone idle after a request must not
+/// keep everyone else out: they need no credentials.
+#[test]
+fn idle_connections_cannot_keep_clients_out() {
+    let pki = Pki::new();
+    let log = pki.path("audit.jsonl");
+    let server = Server::start(
+        &pki.config(
+            &log,
+            "127.0.0.1:0",
+            "max_connections = 8\nmax_connections_per_peer = 8\nhandshake_timeout_secs = 2\n\
+             first_request_timeout_secs = 2\nidle_timeout_secs = 3",
+        ),
+        None,
+    );
+    let mut plain: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    let mut silent: Vec<_> = (0..2)
+        .map(|_| tls_connect(&pki, &server.addr, b"http/1.1"))
+        .collect();
+    let mut preface: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = tls_connect(&pki, &server.addr, b"h2");
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+            s.flush().unwrap();
+            s
+        })
+        .collect();
+    let mut used = tls_connect(&pki, &server.addr, b"http/1.1");
+    used.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = used.read(&mut answer).unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let held_at = Instant::now();
+    // All eight slots are taken now.
+    assert!(
+        !healthz_ok(&pki, &server),
+        "max_connections = 8 is not in force"
+    );
+
+    let mut waited = None;
+    while held_at.elapsed() < Duration::from_secs(15) {
+        if healthz_ok(&pki, &server) {
+            waited = Some(held_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let waited = waited.expect("/healthz still refused 15 s after the idle connections opened");
+    assert!(
+        waited < Duration::from_secs(6),
+        "/healthz refused for {waited:?}; the timeouts are 2 s and 3 s"
+    );
+
+    // Every held connection was closed by the server, though the test never closed one.
+    let bound = Duration::from_secs(8).saturating_sub(held_at.elapsed());
+    for s in &mut plain {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(closed_within(s, bound), "plain TCP connection still open");
+    }
+    for s in silent.iter_mut().chain(&mut preface).chain([&mut used]) {
+        s.sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(closed_within(s, bound), "TLS connection still open");
+    }
+    drop(server);
+}
+
+/// One host may hold at most `max_connections_per_peer` connections, so it cannot take the slots
+/// other hosts need, while they still get in.
+#[test]
+fn one_peer_cannot_take_every_connection() {
+    let pki = Pki::new();
+    let log = pki.path("audit.jsonl");
+    let server = Server::start(
+        &pki.config(
+            &log,
+            "127.0.0.1:0",
+            "max_connections = 8\nmax_connections_per_peer = 3",
+        ),
+        None,
+    );
+    let _held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    let url = format!("{}/healthz", server.url());
+    let (status, out) = curl(&pki, &[], &url);
+    assert_eq!(
+        status, "000",
+        "a 4th connection of 127.0.0.1 was served: {out}"
+    );
+    // 127.0.0.2 is loopback too, and another peer.
+    let (status, out) = curl(&pki, &["--interface", "127.0.0.2"], &url);
+    assert_eq!(status, "200", "{out}");
+    let metrics = curl(
+        &pki,
+        &["--interface", "127.0.0.2"],
+        &format!("{}/metrics", server.url()),
+    )
+    .1;
+    assert!(
+        metrics.contains("rpm_verity_serve_errors_total{kind=\"peer_connection_limit\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Refusals need no credentials, so what they put in the audit log is bounded: client-chosen
+/// text is cut and escaped, and a peer gets at most so many refusal lines per second, the rest
+/// counted in a line written when its refusals are logged again.
+#[test]
+fn refusals_cannot_flood_the_audit_log() {
+    let pki = Pki::new();
+    let log = pki.path("audit.jsonl");
+    let server = Server::start(&pki.config(&log, "127.0.0.1:0", ""), None);
+    let a = agent(&pki, &Creds::None);
+    let name = format!("%1b%5b31m%0a{}", "A".repeat(60_000));
+    const FLOOD: usize = 200;
+    for _ in 0..FLOOD {
+        let (status, _) = post_sign(&a, &server, &Creds::None, &name, b"{}").unwrap();
+        assert_eq!(status, 401);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, _) = post_sign(&a, &server, &Creds::None, &name, b"{}").unwrap();
+    assert_eq!(status, 401);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = audit_lines(&log);
+    let refusals: Vec<&Value> = lines.iter().filter(|l| l["action"] == "sign").collect();
+    let unlogged: u64 = lines
+        .iter()
+        .filter(|l| l["action"] == "refusals_unlogged")
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    assert!(unlogged > 0, "no refusal was left out of the log");
+    assert_eq!(
+        refusals.len() as u64 + unlogged,
+        FLOOD as u64 + 1,
+        "every refusal is either logged or counted"
+    );
+    for l in text.lines() {
+        assert!(l.len() < 1024, "audit line of {} bytes", l.len());
+    }
+    for r in &refusals {
+        let key = r["key"].as_str().unwrap();
+        assert!(key.starts_with("\\u{1b}[31m\\nAAA"), "{key}");
+        assert!(key.ends_with("...(60006 bytes)"), "{key}");
+        assert!(!key.chars().any(char::is_control), "{key}");
+    }
+    assert!(
+        text.len() < 64 * 1024,
+        "{} bytes of audit log for {} refusals",
+        text.len(),
+        FLOOD + 1
+    );
+    let metrics = a
+        .get(&format!("{}/metrics", server.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "rpm_verity_serve_audit_refusals_unlogged_total {unlogged}\n"
+        )),
+        "{metrics}"
+    );
+}
+
+/// A refused body the client declared and is still sending is read before the connection closes,
+/// so the client gets to read the refusal rather than a reset (RFC 9112 section 9.6).
+#[test]
+fn refusals_of_large_bodies_reach_curl() {
+    let pki = Pki::new();
+    let log = pki.path("audit.jsonl");
+    let server = Server::start(
+        &pki.config(&log, "127.0.0.1:0", "max_body_bytes = 200000"),
+        None,
+    );
+    let huge = pki.path("huge.json");
+    std::fs::write(&huge, vec![b' '; 300_000]).unwrap();
+    let data = format!("@{}", huge.display());
+    let url = format!("{}/v1/keys/k1/sign", server.url());
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    // No `Expect: 100-continue`: the body follows the headers at once, as most clients send it.
+    let plain = ["-H", "Expect:", "-H", "Content-Type: application/json"];
+    for (what, extra, status, kind) in [
+        (
+            "too large, HTTP/1.1",
+            vec!["--http1.1", "-H", &auth],
+            "413",
+            "body_too_large",
+        ),
+        (
+            "too large, HTTP/2",
+            vec!["--http2", "-H", &auth],
+            "413",
+            "body_too_large",
+        ),
+        (
+            "no credentials, HTTP/1.1",
+            vec!["--http1.1"],
+            "401",
+            "no_credentials",
+        ),
+    ] {
+        for i in 0..10 {
+            let mut args = plain.to_vec();
+            args.extend(&extra);
+            args.extend(["--data-binary", &data]);
+            let (got, out) = curl(&pki, &args, &url);
+            assert_eq!(got, status, "{what}, try {i}: {out}");
+            assert!(out.contains(kind), "{what}, try {i}: {out}");
+        }
+    }
+}
+
+/// A fake signing service over TLS (the test server certificate) that answers `GET /v1/keys` with
+/// k1's certificate and sign requests according to `mode`: 0 honest, 1 signatures of other
+/// digests, 2 signatures by k2, 3 not PKCS#7 at all. Returns its address.
+fn fake_service(pki: &Pki, mode: Arc<std::sync::atomic::AtomicU8>) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki.path("server.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let k1_pem = std::fs::read_to_string(pki.path("k1.crt")).unwrap();
+    let (k1, k2) = (pki.local("k1"), pki.local("k2"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let mut s = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut l = String::new();
+                if s.read_line(&mut l).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if l == "\r\n" {
+                    break;
+                }
+                head.push_str(&l);
+            }
+            let mut body = vec![0u8; len];
+            if s.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let answer = if head.starts_with("GET /v1/keys ") {
+                json!({"keys": [{"name": "k1", "certificate_pem": k1_pem,
+                    "hash_algorithms": ["sha256", "sha512"]}]})
+            } else {
+                let req: Value = serde_json::from_slice(&body).unwrap();
+                let alg = HashAlgorithm::from_name(req["hash_alg"].as_str().unwrap()).unwrap();
+                let sigs: Vec<String> = req["digests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        use base64::Engine;
+                        let mut bytes = hex::decode(h.as_str().unwrap()).unwrap();
+                        let m = mode.load(std::sync::atomic::Ordering::SeqCst);
+                        if m == 1 {
+                            bytes[0] ^= 1;
+                        }
+                        let d = FileDigest::new(alg, &bytes).unwrap();
+                        let sig = match m {
+                            2 => k2.sign_digest(&d).unwrap(),
+                            3 => b"not a signature".to_vec(),
+                            _ => k1.sign_digest(&d).unwrap(),
+                        };
+                        base64::engine::general_purpose::STANDARD.encode(sig)
+                    })
+                    .collect();
+                json!({"hash_alg": alg.name(), "key": "k1", "signatures": sigs})
+            };
+            let body = answer.to_string();
+            let s = s.get_mut();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.flush();
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    });
+    addr
+}
+
+/// The remote signer checks every signature it gets back against the key's certificate before
+/// handing it on, so a faulty or hostile service cannot get a wrong signature into a package.
+#[test]
+fn remote_signer_refuses_signatures_it_cannot_verify() {
+    let pki = Pki::new();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let addr = fake_service(&pki, mode.clone());
+    let mut options = RemoteSignerOptions::new(format!("https://{addr}"), "k1");
+    options.ca = Some(pki.path("ca.crt"));
+    options.retry = RetryPolicy {
+        attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let signer = connect(&options).unwrap();
+    let ds = digests(HashAlgorithm::Sha256, 3, 99);
+    // The fake itself is sound: honest answers are taken.
+    assert_eq!(signer.sign_digests(&ds).unwrap().len(), 3);
+    for (m, why) in [
+        (1, "signature does not match the file digest"),
+        (2, "unknown signer"),
+        (3, "malformed PKCS#7"),
+    ] {
+        mode.store(m, std::sync::atomic::Ordering::SeqCst);
+        let e = match signer.sign_digests(&ds) {
+            Ok(_) => panic!("mode {m}: wrong signatures were taken"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(&format!(
+                "signatures[0] is not a valid signature of digest {} by key \"k1\"",
+                ds[0].to_hex()
+            )),
+            "mode {m}: {e}"
+        );
+        assert!(e.contains(why), "mode {m}: {e}");
+    }
 }

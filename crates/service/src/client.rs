@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fsverity::FileDigest;
-use verity_signing::{Signer, SignerError};
+use verity_signing::{Certificate, Signer, SignerError, VerifyError};
 
 use crate::protocol::{self, ErrorResponse, KeyList, SignRequest, SignResponse, MAX_BATCH};
 
@@ -137,6 +137,22 @@ pub enum ClientError {
         #[source]
         source: ureq::Error,
     },
+    #[error("{url}: certificate of key {key:?} cannot be used to check signatures")]
+    UnusableCertificate {
+        url: String,
+        key: String,
+        #[source]
+        source: verity_signing::CertError,
+    },
+    #[error("{url}: signatures[{index}] is not a valid signature of digest {digest} by key {key:?}; refusing the answer")]
+    WrongSignature {
+        url: String,
+        index: usize,
+        digest: String,
+        key: String,
+        #[source]
+        source: Box<VerifyError>,
+    },
     #[error("{url}: signatures[{index}] is not base64")]
     BadSignature {
         url: String,
@@ -207,7 +223,9 @@ pub struct RemoteSigner {
     base: String,
     key_name: String,
     auth_header: Option<String>,
-    cert_der: Vec<u8>,
+    /// The key's certificate, as `GET /v1/keys` gave it: every signature the service returns is
+    /// checked against it, so a wrong, corrupted or substituted answer never reaches a package.
+    cert: Certificate,
     retry: RetryPolicy,
     batch: usize,
 }
@@ -240,17 +258,23 @@ impl RemoteSigner {
             Credentials::TokenFile(p) => Some(format!("Bearer {}", read_token(p)?)),
             _ => None,
         };
-        let mut s = Self {
-            agent: agent(options, &base)?,
+        let agent = agent(options, &base)?;
+        let cert = fetch_certificate(
+            &agent,
+            &base,
+            &options.key_name,
+            auth_header.as_deref(),
+            &options.retry,
+        )?;
+        Ok(Self {
+            agent,
             base,
             key_name: options.key_name.clone(),
             auth_header,
-            cert_der: Vec::new(),
+            cert,
             retry: options.retry.clone(),
             batch: MAX_BATCH,
-        };
-        s.cert_der = s.fetch_certificate()?;
-        Ok(s)
+        })
     }
 
     /// Digests per request (1..=[`MAX_BATCH`]); smaller batches spread one package over more
@@ -259,78 +283,15 @@ impl RemoteSigner {
         self.batch = n.clamp(1, MAX_BATCH);
     }
 
-    fn fetch_certificate(&self) -> Result<Vec<u8>, ClientError> {
-        let url = format!("{}{}", self.base, protocol::KEYS_PATH);
-        let body = self
-            .call(|| self.with_auth(self.agent.get(&url)).call())
-            .map_err(|source| ClientError::Request {
-                url: url.clone(),
-                source,
-            })?;
-        let list: KeyList =
-            serde_json::from_slice(&body).map_err(|source| ClientError::BadAnswer {
-                url: url.clone(),
-                source,
-            })?;
-        let Some(k) = list.keys.iter().find(|k| k.name == self.key_name) else {
-            let names: Vec<&str> = list.keys.iter().map(|k| k.name.as_str()).collect();
-            return Err(ClientError::KeyNotAllowed {
-                base: self.base.clone(),
-                key: self.key_name.clone(),
-                allowed: if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                },
-            });
-        };
-        let cert =
-            ureq::tls::Certificate::from_pem(k.certificate_pem.as_bytes()).map_err(|source| {
-                ClientError::BadCertificate {
-                    url: url.clone(),
-                    key: self.key_name.clone(),
-                    source,
-                }
-            })?;
-        Ok(cert.der().to_vec())
-    }
-
     fn with_auth<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth_header {
-            Some(a) => r.header("Authorization", a),
-            None => r,
-        }
+        with_auth(self.auth_header.as_deref(), r)
     }
 
-    /// One request with retries. Returns the body of a 2xx answer.
     fn call<F>(&self, send: F) -> Result<Vec<u8>, RequestError>
     where
         F: Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     {
-        let mut backoff = self.retry.initial_backoff;
-        let attempts = self.retry.attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            let e = match send() {
-                Ok(resp) => match read_answer(resp) {
-                    Ok(body) => return Ok(body),
-                    Err(e) => e,
-                },
-                Err(e) => RequestError::from_transport(e),
-            };
-            if !e.retryable() {
-                return Err(e);
-            }
-            if attempt == attempts {
-                return Err(RequestError::GaveUp {
-                    attempts,
-                    last: Box::new(e),
-                });
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(self.retry.max_backoff);
-            attempt += 1;
-        }
+        call(&self.retry, send)
     }
 
     fn sign_chunk(&self, chunk: &[FileDigest]) -> Result<Vec<Vec<u8>>, ClientError> {
@@ -361,9 +322,111 @@ impl RemoteSigner {
                 got: answer.signatures.len(),
             });
         }
-        answer
-            .decode_signatures()
-            .map_err(|(index, source)| ClientError::BadSignature { url, index, source })
+        let sigs =
+            answer
+                .decode_signatures()
+                .map_err(|(index, source)| ClientError::BadSignature {
+                    url: url.clone(),
+                    index,
+                    source,
+                })?;
+        for (index, (sig, digest)) in sigs.iter().zip(chunk).enumerate() {
+            verity_signing::verify_signature(sig, digest, std::slice::from_ref(&self.cert))
+                .map_err(|source| ClientError::WrongSignature {
+                    url: url.clone(),
+                    index,
+                    digest: digest.to_hex(),
+                    key: self.key_name.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(sigs)
+    }
+}
+
+fn with_auth<B>(auth_header: Option<&str>, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    match auth_header {
+        Some(a) => r.header("Authorization", a),
+        None => r,
+    }
+}
+
+/// The certificate of key `key_name`, checking that it exists and is allowed for these
+/// credentials.
+fn fetch_certificate(
+    agent: &ureq::Agent,
+    base: &str,
+    key_name: &str,
+    auth_header: Option<&str>,
+    retry: &RetryPolicy,
+) -> Result<Certificate, ClientError> {
+    let url = format!("{base}{}", protocol::KEYS_PATH);
+    let body =
+        call(retry, || with_auth(auth_header, agent.get(&url)).call()).map_err(|source| {
+            ClientError::Request {
+                url: url.clone(),
+                source,
+            }
+        })?;
+    let list: KeyList = serde_json::from_slice(&body).map_err(|source| ClientError::BadAnswer {
+        url: url.clone(),
+        source,
+    })?;
+    let Some(k) = list.keys.iter().find(|k| k.name == key_name) else {
+        let names: Vec<&str> = list.keys.iter().map(|k| k.name.as_str()).collect();
+        return Err(ClientError::KeyNotAllowed {
+            base: base.to_string(),
+            key: key_name.to_string(),
+            allowed: if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+        });
+    };
+    let cert =
+        ureq::tls::Certificate::from_pem(k.certificate_pem.as_bytes()).map_err(|source| {
+            ClientError::BadCertificate {
+                url: url.clone(),
+                key: key_name.to_string(),
+                source,
+            }
+        })?;
+    Certificate::from_der(cert.der()).map_err(|source| ClientError::UnusableCertificate {
+        url,
+        key: key_name.to_string(),
+        source,
+    })
+}
+
+/// One request with retries. Returns the body of a 2xx answer.
+fn call<F>(retry: &RetryPolicy, send: F) -> Result<Vec<u8>, RequestError>
+where
+    F: Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+{
+    let mut backoff = retry.initial_backoff;
+    let attempts = retry.attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        let e = match send() {
+            Ok(resp) => match read_answer(resp) {
+                Ok(body) => return Ok(body),
+                Err(e) => e,
+            },
+            Err(e) => RequestError::from_transport(e),
+        };
+        if !e.retryable() {
+            return Err(e);
+        }
+        if attempt == attempts {
+            return Err(RequestError::GaveUp {
+                attempts,
+                last: Box::new(e),
+            });
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(retry.max_backoff);
+        attempt += 1;
     }
 }
 
@@ -508,6 +571,6 @@ impl Signer for RemoteSigner {
     }
 
     fn certificate_der(&self) -> &[u8] {
-        &self.cert_der
+        self.cert.der()
     }
 }

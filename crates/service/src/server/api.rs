@@ -1,8 +1,9 @@
 //! The HTTP API (v1): routes, request validation, signing, audit records.
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -15,12 +16,13 @@ use fsverity::{FileDigest, HashAlgorithm};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
-use super::audit::{rfc3339, AuditLog};
+use super::audit::{rfc3339, untrusted, AuditLog, UNTRUSTED_MAX};
 use super::auth::{Client, Clients, ConnInfo};
 use super::config::Limits;
 use super::error::ApiError;
 use super::keys::Key;
 use super::metrics::Metrics;
+use super::peers::{Admit, RefusalGate};
 use crate::protocol::{KeyInfo, KeyList, SignRequest, SignResponse, KEYS_PATH};
 
 pub struct AppState {
@@ -31,6 +33,51 @@ pub struct AppState {
     pub limits: Limits,
     pub pool: rayon::ThreadPool,
     pub next_id: AtomicU64,
+    pub refusals: RefusalGate,
+}
+
+/// Most bytes of a refusal's message in its audit line: messages quote what the client sent
+/// (serde names an unknown field, a CN is repeated), and a refused request must cost the log a
+/// bounded number of bytes.
+const MESSAGE_MAX: usize = 512;
+
+/// Most bytes of a refused request's body read after the answer is decided, and for how long: a
+/// client that declared its length is usually still sending, and closing with its bytes unread
+/// makes the kernel reset the connection, which loses the answer before the client reads it
+/// (RFC 9112 section 9.6). Past these bounds the connection is closed anyway.
+const DRAIN_MAX: u64 = 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(3);
+
+impl AppState {
+    /// Writes the audit line of a refusal, within the peer's budget of refusal lines; the line
+    /// saying how many were left out comes first. Refusals need no credentials, so they must not
+    /// be able to fill the disk the signing lines need.
+    pub async fn log_refusal(&self, peer: Option<SocketAddr>, rec: Value) {
+        if let Some(peer) = peer {
+            match self.refusals.admit(peer.ip()) {
+                Admit::Suppress => {
+                    self.metrics.refusal_unlogged();
+                    return;
+                }
+                Admit::Write { suppressed: 0 } => {}
+                Admit::Write { suppressed } => {
+                    let summary = json!({
+                        "time": rfc3339(SystemTime::now()),
+                        "action": "refusals_unlogged",
+                        "peer": super::peers::peer_key(peer.ip()).to_string(),
+                        "count": suppressed,
+                        "message": format!(
+                            "{suppressed} refusals of this peer were over its limit of {} audit lines per second",
+                            self.limits.audit_refusals_per_peer_per_sec
+                        ),
+                    });
+                    let _ = self.audit.write(&summary).await;
+                }
+            }
+        }
+        // The refusal stands whether or not its line could be written.
+        let _ = self.audit.write(&rec).await;
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -77,7 +124,7 @@ async fn limit_and_count(State(st): State<Arc<AppState>>, req: Request, next: Ne
             if endpoint == "sign" || endpoint == "keys" {
                 let mut rec = Record::new(&st, conn.as_ref(), endpoint);
                 rec.reject(&e);
-                let _ = st.audit.write(&rec.finish()).await;
+                st.log_refusal(conn.map(|c| c.peer), rec.finish()).await;
             }
             st.metrics.error(e.kind);
             e.into_response()
@@ -119,7 +166,7 @@ impl Record {
         if let Some(c) = conn {
             m.insert("peer".into(), json!(c.peer.to_string()));
             if let Some(cn) = &c.cert_cn {
-                m.insert("cert_cn".into(), json!(cn));
+                m.insert("cert_cn".into(), json!(untrusted(cn, UNTRUSTED_MAX)));
             }
         }
         Self(m)
@@ -131,7 +178,7 @@ impl Record {
         self.set("outcome", json!("rejected"));
         self.set("status", json!(e.status.as_u16()));
         self.set("error", json!(e.kind));
-        self.set("message", json!(e.message));
+        self.set("message", json!(untrusted(&e.message, MESSAGE_MAX)));
     }
     fn finish(self) -> Value {
         Value::Object(self.0)
@@ -146,7 +193,7 @@ async fn list_keys(
     let mut rec = Record::new(&st, Some(&conn), "list_keys");
     let (client, method) = match st.clients.authenticate(&headers, &conn) {
         Ok(c) => c,
-        Err(e) => return reject(&st, rec, e).await,
+        Err(e) => return reject(&st, &conn, rec, e).await,
     };
     rec.set("client", json!(client.name));
     rec.set("auth", json!(method.as_str()));
@@ -172,11 +219,10 @@ async fn list_keys(
     Json(KeyList { keys }).into_response()
 }
 
-async fn reject(st: &AppState, mut rec: Record, e: ApiError) -> Response {
+async fn reject(st: &AppState, conn: &ConnInfo, mut rec: Record, e: ApiError) -> Response {
     rec.reject(&e);
     st.metrics.error(e.kind);
-    // The refusal stands whether or not its line could be written.
-    let _ = st.audit.write(&rec.finish()).await;
+    st.log_refusal(Some(conn.peer), rec.finish()).await;
     e.into_response()
 }
 
@@ -189,10 +235,18 @@ async fn sign(
 ) -> Response {
     let started = Instant::now();
     let mut rec = Record::new(&st, Some(&conn), "sign");
-    rec.set("key", json!(name));
-    let resp = match sign_inner(&st, &conn, &name, &headers, body, &mut rec).await {
+    rec.set("key", json!(untrusted(&name, UNTRUSTED_MAX)));
+    let mut body = Some(body);
+    let resp = match sign_inner(&st, &conn, &name, &headers, &mut body, &mut rec).await {
         Ok(r) => r,
-        Err(e) => return reject(&st, rec, e).await,
+        Err(e) => {
+            // Refused before its body was read (credentials, key): read it anyway, so the
+            // client gets to see why.
+            if let Some(body) = body {
+                drain(body, &headers).await;
+            }
+            return reject(&st, &conn, rec, e).await;
+        }
     };
     st.metrics.sign_latency(started.elapsed());
     resp
@@ -203,7 +257,7 @@ async fn sign_inner(
     conn: &ConnInfo,
     name: &str,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
     rec: &mut Record,
 ) -> Result<Response, ApiError> {
     let (client, key) = authorize(st, conn, name, headers, rec)?;
@@ -245,7 +299,7 @@ fn authorize<'a>(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_key",
-            format!("no key named {name:?}"),
+            format!("no key named \"{}\"", untrusted(name, UNTRUSTED_MAX)),
         ));
     };
     if !client.keys.contains(name) {
@@ -362,9 +416,10 @@ async fn sign_on_pool(
     Ok(sigs)
 }
 
-/// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
+/// Reads at most `limit` bytes (taking the body out of `body`); a declared or actual larger body
+/// is refused without buffering it, but read on to [`DRAIN_MAX`] so the refusal reaches the client.
 async fn read_body(
-    body: Body,
+    body: &mut Option<Body>,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<axum::body::Bytes, ApiError> {
@@ -387,17 +442,55 @@ async fn read_body(
             }
         }
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_big())
-        }
-        Err(e) => Err(ApiError::bad_request(
+    let Some(mut body) = body.take() else {
+        return Err(ApiError::bad_request(
             "bad_request",
-            format!("reading request body: {e}"),
-        )),
+            "request body already read",
+        ));
+    };
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("bad_request", format!("reading request body: {e}"))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                drain_rest(body, (buf.len() + data.len()) as u64).await;
+                return Err(too_big());
+            }
+            buf.extend_from_slice(data);
+        }
     }
+    Ok(buf.into())
+}
+
+/// Reads and discards an unread request body, within [`DRAIN_MAX`] and [`DRAIN_TIME`]. Not when
+/// the client waits for `100 Continue` (it has sent nothing and, answered, sends nothing) or
+/// declared more than can be read.
+async fn drain(body: Body, headers: &HeaderMap) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if expects_continue || declared.is_some_and(|n| n > DRAIN_MAX) {
+        return;
+    }
+    drain_rest(body, 0).await;
+}
+
+/// Reads `body` to its end unless more than [`DRAIN_MAX`] bytes (counting `already` read) or
+/// [`DRAIN_TIME`] would be needed.
+async fn drain_rest(mut body: Body, already: u64) {
+    let mut n = already;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while n <= DRAIN_MAX {
+            match body.frame().await {
+                Some(Ok(f)) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }

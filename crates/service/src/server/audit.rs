@@ -159,6 +159,31 @@ fn writer(mut file: File, mut len: u64, path: Arc<Path>, rx: mpsc::Receiver<Entr
     }
 }
 
+/// Most bytes of one client-chosen text (a key name from the URL, a certificate CN) in an audit
+/// line, so a refused request costs the log a bounded number of bytes whatever it sent.
+pub const UNTRUSTED_MAX: usize = 128;
+
+/// `text` cut to about `max` bytes, with everything but printable ASCII escaped (`\u{..}`,
+/// `\n`, `\\`), so that neither a huge value nor terminal control sequences reach the log or
+/// whoever reads it with `jq -r`. A cut value ends with `...(N bytes)`.
+pub fn untrusted(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max) + 24);
+    for c in text.chars() {
+        let start = out.len();
+        if (c.is_ascii_graphic() || c == ' ') && c != '\\' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+        if out.len() > max {
+            out.truncate(start);
+            out.push_str(&format!("...({} bytes)", text.len()));
+            break;
+        }
+    }
+    out
+}
+
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, H. Hinnant), to avoid a date crate.
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -213,6 +238,18 @@ mod tests {
         let log = AuditLog::open(Path::new("/dev/full")).unwrap();
         let r = rt.block_on(log.write(&serde_json::json!({"c": 2})));
         assert!(r.unwrap_err().to_string().contains("/dev/full"));
+    }
+
+    #[test]
+    fn untrusted_text_is_cut_and_escaped() {
+        assert_eq!(untrusted("k1", 128), "k1");
+        assert_eq!(untrusted("a\u{1b}[31m\nb\\", 128), "a\\u{1b}[31m\\nb\\\\");
+        let long = "x".repeat(60_000);
+        let cut = untrusted(&long, 128);
+        assert_eq!(cut, format!("{}...(60000 bytes)", "x".repeat(128)));
+        // An escape is never split by the cut.
+        let cut = untrusted(&"\u{7f}".repeat(100), 20);
+        assert_eq!(cut, format!("{}...(100 bytes)", "\\u{7f}".repeat(3)));
     }
 
     #[test]

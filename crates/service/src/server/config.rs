@@ -40,6 +40,11 @@ struct RawLimits {
     per_client_concurrency: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
+    handshake_timeout_secs: Option<u64>,
+    first_request_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    audit_refusals_per_peer_per_sec: Option<u32>,
     shutdown_grace_secs: Option<u64>,
 }
 
@@ -69,6 +74,22 @@ pub struct Limits {
     pub per_client_concurrency: usize,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// Connections from one IPv4 address or IPv6 /64, so that one host (which needs no
+    /// credentials to connect) cannot take every slot of `max_connections`.
+    pub max_connections_per_peer: usize,
+    /// Bounds the TCP + TLS handshake: a peer that connects and sends nothing holds a slot.
+    pub handshake_timeout: Duration,
+    /// From the end of the handshake to the first request: the HTTP/1 header timeout only starts
+    /// at the first byte, and HTTP/2 has none, so without this a silent TLS connection (or one
+    /// that sent only the HTTP/2 preface) holds its slot for ever.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY), and
+    /// HTTP/2 peers are pinged at this interval while requests run.
+    pub idle_timeout: Duration,
+    /// Refusal lines written to the audit log per peer and second; the rest are counted and the
+    /// count written when that peer's refusals are logged again. Refusals need no credentials,
+    /// so without this anyone could fill the log's disk, and with it, stop all signing.
+    pub audit_refusals_per_peer_per_sec: u32,
     pub shutdown_grace: Duration,
 }
 
@@ -81,6 +102,11 @@ impl Default for Limits {
             per_client_concurrency: 16,
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_peer: 128,
+            handshake_timeout: Duration::from_secs(10),
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            audit_refusals_per_peer_per_sec: 20,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -183,6 +209,15 @@ impl RawLimits {
                 .map(Duration::from_secs)
                 .unwrap_or(d.request_timeout),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .unwrap_or(d.max_connections_per_peer),
+            handshake_timeout: secs(self.handshake_timeout_secs, d.handshake_timeout),
+            first_request_timeout: secs(self.first_request_timeout_secs, d.first_request_timeout),
+            idle_timeout: secs(self.idle_timeout_secs, d.idle_timeout),
+            audit_refusals_per_peer_per_sec: self
+                .audit_refusals_per_peer_per_sec
+                .unwrap_or(d.audit_refusals_per_peer_per_sec),
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map(Duration::from_secs)
@@ -197,11 +232,25 @@ impl RawLimits {
         if limits.per_client_concurrency == 0 || limits.max_connections == 0 {
             bail!("limits.per_client_concurrency and limits.max_connections must be at least 1");
         }
-        if limits.request_timeout.is_zero() {
-            bail!("limits.request_timeout_secs must be at least 1");
+        if limits.max_connections_per_peer == 0 || limits.audit_refusals_per_peer_per_sec == 0 {
+            bail!("limits.max_connections_per_peer and limits.audit_refusals_per_peer_per_sec must be at least 1");
+        }
+        for (name, t) in [
+            ("request_timeout_secs", limits.request_timeout),
+            ("handshake_timeout_secs", limits.handshake_timeout),
+            ("first_request_timeout_secs", limits.first_request_timeout),
+            ("idle_timeout_secs", limits.idle_timeout),
+        ] {
+            if t.is_zero() {
+                bail!("limits.{name} must be at least 1");
+            }
         }
         Ok(limits)
     }
+}
+
+fn secs(configured: Option<u64>, default: Duration) -> Duration {
+    configured.map(Duration::from_secs).unwrap_or(default)
 }
 
 /// The names of `keys`, refusing unusable and duplicate names and an empty list.
@@ -349,6 +398,9 @@ keys = ["k1"]
             .replace("[limits]", "")
             .replace("[[key]]", "[limits]\nmax_batch = 1001\n[[key]]");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
+        let bad = BASE.replace("[[key]]", "[limits]\nidle_timeout_secs = 0\n[[key]]");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("/")).unwrap_err());
+        assert!(e.contains("idle_timeout_secs must be at least 1"), "{e}");
         let bad = BASE.replace("listen", "lisen");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
     }

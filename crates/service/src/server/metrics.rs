@@ -17,6 +17,7 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     signatures: Mutex<BTreeMap<String, u64>>,
     tls_failures: AtomicU64,
+    refusals_unlogged: AtomicU64,
     in_flight: AtomicI64,
     sign_buckets: [AtomicU64; BUCKETS.len()],
     sign_count: AtomicU64,
@@ -54,6 +55,10 @@ impl Metrics {
 
     pub fn tls_failure(&self) {
         self.tls_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refusal_unlogged(&self) {
+        self.refusals_unlogged.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self, delta: i64) {
@@ -120,6 +125,16 @@ impl Metrics {
             out,
             "{p}_tls_handshake_failures_total {}",
             self.tls_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {p}_audit_refusals_unlogged_total Refusals over their peer's audit log budget, counted instead of logged."
+        );
+        let _ = writeln!(out, "# TYPE {p}_audit_refusals_unlogged_total counter");
+        let _ = writeln!(
+            out,
+            "{p}_audit_refusals_unlogged_total {}",
+            self.refusals_unlogged.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

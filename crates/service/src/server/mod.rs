@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod keys;
 mod metrics;
+mod peers;
 mod tls;
 
 pub use self::auth::token_hash_hex;
@@ -16,22 +17,20 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::danger::ClientCertVerifier;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use self::api::AppState;
 use self::audit::AuditLog;
 use self::auth::{Clients, ConnInfo};
-
-/// Bounds a TLS handshake, so half-open connections cannot pin connection slots.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use self::peers::{PeerSlot, PeerSlots, RefusalGate};
 
 /// Everything loaded and checked before the first connection is accepted, so a bad key or
 /// certificate stops the service at start rather than at the first request.
@@ -70,6 +69,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         limits: config.limits.clone(),
         pool,
         next_id: AtomicU64::new(1),
+        refusals: RefusalGate::new(config.limits.audit_refusals_per_peer_per_sec),
     });
     Ok(Prepared {
         config,
@@ -111,8 +111,13 @@ impl Prepared {
             state: self.state.clone(),
             verifier: self.client_verifier.clone(),
         };
-        let conn_slots = Arc::new(Semaphore::new(self.config.limits.max_connections));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let limits = &self.config.limits;
+        let conn_slots = Arc::new(Semaphore::new(limits.max_connections));
+        let peer_slots = PeerSlots::new(limits.max_connections_per_peer);
+        // Connections watch `stop` to finish up; each holds a clone of `alive`, so `recv` on
+        // the other end returns once the last one is gone.
+        let (stop, stopped) = watch::channel(false);
+        let (alive, mut all_closed) = mpsc::channel::<()>(1);
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -130,23 +135,28 @@ impl Prepared {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             };
+            let Some(peer_slot) = peer_slots.try_acquire(peer.ip()) else {
+                self.state.metrics.error("peer_connection_limit");
+                continue;
+            };
             let Ok(slot) = conn_slots.clone().try_acquire_owned() else {
-                drop(tcp);
+                self.state.metrics.error("connection_limit");
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(conn.clone().serve(tcp, peer, slot, graceful.watcher()));
+            let held = Held {
+                _slot: slot,
+                _peer_slot: peer_slot,
+                _alive: alive.clone(),
+            };
+            tokio::spawn(conn.clone().serve(tcp, peer, held, stopped.clone()));
         }
         drop(listener);
-        self.drain(graceful).await;
-        Ok(())
-    }
-
-    /// Lets requests in flight finish, up to the grace period.
-    async fn drain(&self, graceful: hyper_util::server::graceful::GracefulShutdown) {
         eprintln!("rpm-verity serve: shutting down, finishing requests in flight");
-        let grace = self.config.limits.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
+        let _ = stop.send(true);
+        drop(alive);
+        let grace = limits.shutdown_grace;
+        if tokio::time::timeout(grace, all_closed.recv())
             .await
             .is_err()
         {
@@ -155,7 +165,18 @@ impl Prepared {
                 grace.as_secs()
             );
         }
+        Ok(())
     }
+}
+
+/// What a connection holds until it closes.
+struct Held {
+    /// Counts against `max_connections`.
+    _slot: OwnedSemaphorePermit,
+    /// Counts against `max_connections_per_peer`.
+    _peer_slot: PeerSlot,
+    /// Keeps shutdown waiting for this connection.
+    _alive: mpsc::Sender<()>,
 }
 
 /// What each accepted connection needs, cloned into its task.
@@ -168,22 +189,28 @@ struct Connections {
 }
 
 impl Connections {
-    /// One connection: the TLS handshake, then HTTP/1.1 or HTTP/2 until the client or a
-    /// shutdown closes it. `_slot` is held so the connection counts against `max_connections`.
+    /// One connection: the TLS handshake, then HTTP/1.1 or HTTP/2 until the client closes it,
+    /// it stays idle too long, or the service shuts down. Every phase is bounded in time, since
+    /// none of them needs credentials.
     async fn serve(
         self,
         tcp: TcpStream,
         peer: SocketAddr,
-        _slot: OwnedSemaphorePermit,
-        watcher: hyper_util::server::graceful::Watcher,
+        _held: Held,
+        mut stop: watch::Receiver<bool>,
     ) {
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                handshake_failed(&self.state, peer, &e).await;
-                return;
-            }
-            Err(_) => return,
+        let limits = &self.state.limits;
+        let handshake = tokio::time::timeout(limits.handshake_timeout, self.acceptor.accept(tcp));
+        let tls = tokio::select! {
+            r = handshake => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    handshake_failed(&self.state, peer, &e).await;
+                    return;
+                }
+                Err(_) => return,
+            },
+            _ = stopping(&mut stop) => return,
         };
         let (cert_cn, cert_error) =
             tls::client_identity(self.verifier.as_ref(), tls.get_ref().1.peer_certificates());
@@ -192,25 +219,118 @@ impl Connections {
             cert_cn,
             cert_error,
         };
+        let activity = Arc::new(Activity::new());
         let app = self.app;
+        let act = activity.clone();
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(info.clone());
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                let busy = act.begin();
+                let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let r = answer.await;
+                    drop(busy);
+                    r
+                }
             });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+            .header_read_timeout(limits.first_request_timeout);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(64);
-        let conn = builder
-            .serve_connection(TokioIo::new(tls), svc)
-            .into_owned();
-        let _ = watcher.watch(conn).await;
+            .max_concurrent_streams(64)
+            .keep_alive_interval(Some(limits.idle_timeout))
+            .keep_alive_timeout(limits.handshake_timeout);
+        let conn = builder.serve_connection(TokioIo::new(tls), svc);
+        tokio::pin!(conn);
+        let idle = activity.idle(limits.first_request_timeout, limits.idle_timeout);
+        let finish_within = tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = idle => limits.handshake_timeout,
+            _ = stopping(&mut stop) => limits.shutdown_grace,
+        };
+        // Requests in flight are answered (there are none when idle); an HTTP/2 peer gets a
+        // GOAWAY. A peer that does not play along is dropped at the bound.
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(finish_within, conn).await;
+    }
+}
+
+/// Returns when the service starts shutting down (or was dropped).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Whether a connection is doing anything, for its idle timeout: the HTTP/1 header timeout only
+/// runs once a request has started arriving, and HTTP/2 has no idle timeout at all.
+struct Activity {
+    state: Mutex<ActivityState>,
+    /// Wakes the idle timer when the last request in flight ends.
+    changed: Notify,
+}
+
+struct ActivityState {
+    in_flight: usize,
+    any_request: bool,
+    /// The end of the handshake or of the last request.
+    since: Instant,
+}
+
+/// A request in flight on its connection, until dropped.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                any_request: false,
+                since: Instant::now(),
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        let mut s = self.lock();
+        s.in_flight += 1;
+        s.any_request = true;
+        Busy(self.clone())
+    }
+
+    /// Returns once the connection has had no request in flight for `idle` (`first` before
+    /// its first request).
+    async fn idle(&self, first: Duration, idle: Duration) {
+        loop {
+            let deadline = {
+                let s = self.lock();
+                (s.in_flight == 0).then(|| s.since + if s.any_request { idle } else { first })
+            };
+            match deadline {
+                None => self.changed.notified().await,
+                Some(d) if Instant::now() >= d => return,
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d.into(), self.changed.notified()).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_flight -= 1;
+        s.since = Instant::now();
+        drop(s);
+        self.0.changed.notify_one();
     }
 }
 
