@@ -54,6 +54,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Not corruption: a stream rpm itself refuses to decode because of what it would cost.
+    #[error("{compressor} payload refused: {msg}")]
+    DecoderMemory {
+        compressor: &'static str,
+        msg: String,
+    },
     #[error("corrupt cpio payload at byte {offset}: {msg}")]
     Cpio { offset: u64, msg: String },
     #[error("payload entry {name:?} is not a file of the package header")]
