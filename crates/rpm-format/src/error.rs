@@ -60,6 +60,12 @@ pub enum Error {
         compressor: &'static str,
         msg: String,
     },
+    /// rpm stops reading at the cpio trailer; decompressing what follows it is unbounded work.
+    #[error(
+        "payload refused: more than {limit} bytes of decompressed data after byte {at}, where \
+         its cpio archive was read to"
+    )]
+    TrailingPayload { at: u64, limit: u64 },
     #[error("corrupt cpio payload at byte {offset}: {msg}")]
     Cpio { offset: u64, msg: String },
     #[error("payload entry {name:?} is not a file of the package header")]

@@ -590,6 +590,10 @@ pub struct PayloadSummary {
 pub const CHUNK: usize = 1024 * 1024;
 pub const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Decompressed bytes [`PayloadReader::finish`] reads past where its consumer stopped: room for
+/// the trailer's padding and any block padding a cpio writer adds, nothing like a file's worth.
+pub const TRAILING_LIMIT: u64 = 64 * 1024;
+
 impl<R: Read> PayloadReader<R> {
     /// Reading, digesting and decompressing on the calling thread.
     pub fn new(
@@ -617,9 +621,23 @@ impl<R: Read> PayloadReader<R> {
         }
     }
 
-    /// Drains both streams and checks PAYLOADSIZE and all raw-payload digests.
+    /// Checks the rest of the payload: every raw-payload digest over all the compressed bytes,
+    /// and PAYLOADSIZE. Only [`TRAILING_LIMIT`] more decompressed bytes are read: callers
+    /// finish at the cpio trailer, where rpm stops, and decompressing whatever a package puts
+    /// after it would cost unbounded time (a few KiB of bzip2 expand to gigabytes of zeros).
+    /// A payload that goes on for longer is refused ([`Error::TrailingPayload`]) once the
+    /// compressed bytes' digests have been checked, so corruption is still named as such.
     pub fn finish(mut self) -> Result<PayloadSummary> {
-        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::from_io("payload", e))?;
+        let drained = io::copy(&mut (&mut self).take(TRAILING_LIMIT + 1), &mut io::sink())
+            .map_err(|e| Error::from_io("payload", e))?;
+        if drained > TRAILING_LIMIT {
+            let at = self.uncompressed - drained;
+            self.raw_report()?;
+            return Err(Error::TrailingPayload {
+                at,
+                limit: TRAILING_LIMIT,
+            });
+        }
         let mut checked = false;
         if let Some(want) = self.expected_uncompressed {
             if want != self.uncompressed {
@@ -632,7 +650,20 @@ impl<R: Read> PayloadReader<R> {
             checked = true;
         }
         let compressor = self.compressor();
-        let raw = match self.source {
+        let uncompressed = self.uncompressed;
+        let raw = self.raw_report()?;
+        Ok(PayloadSummary {
+            compressor,
+            uncompressed_bytes: uncompressed,
+            checked_uncompressed_size: checked,
+            raw,
+        })
+    }
+
+    /// Reads the raw stream to its end without decompressing it (the decoder thread, if any,
+    /// is stopped) and checks its digests and size.
+    fn raw_report(self) -> Result<PayloadReport> {
+        Ok(match self.source {
             Source::Inline(d) => d.into_inner().into_inner().into_inner().finish()?,
             Source::Threaded {
                 output,
@@ -652,12 +683,6 @@ impl<R: Read> PayloadReader<R> {
                     source: io::Error::other("payload reader thread panicked"),
                 })??
             }
-        };
-        Ok(PayloadSummary {
-            compressor,
-            uncompressed_bytes: self.uncompressed,
-            checked_uncompressed_size: checked,
-            raw,
         })
     }
 }
