@@ -54,6 +54,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Not corruption: a stream rpm itself refuses to decode because of what it would cost.
+    #[error("{compressor} payload refused: {msg}")]
+    DecoderMemory {
+        compressor: &'static str,
+        msg: String,
+    },
+    /// rpm stops reading at the cpio trailer; decompressing what follows it is unbounded work.
+    #[error(
+        "payload refused: more than {limit} bytes of decompressed data after byte {at}, where \
+         its cpio archive was read to"
+    )]
+    TrailingPayload { at: u64, limit: u64 },
     #[error("corrupt cpio payload at byte {offset}: {msg}")]
     Cpio { offset: u64, msg: String },
     #[error("payload entry {name:?} is not a file of the package header")]

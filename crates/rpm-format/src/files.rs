@@ -237,11 +237,15 @@ impl FileList {
 
     /// The hardlink set file `i` belongs to, if any.
     pub fn hardlink_set(&self, i: usize) -> Option<&[usize]> {
-        self.link_of
-            .get(i)
-            .copied()
-            .flatten()
-            .map(|k| self.links[k as usize].as_slice())
+        self.hardlink_set_index(i)
+            .and_then(|k| self.links.get(k))
+            .map(Vec::as_slice)
+    }
+
+    /// Position in [`FileList::hardlink_sets`] of the set file `i` belongs to: a lookup, so
+    /// that per-entry bookkeeping over a payload stays linear in the number of files.
+    pub fn hardlink_set_index(&self, i: usize) -> Option<usize> {
+        self.link_of.get(i).copied().flatten().map(|k| k as usize)
     }
 
     /// Index of a payload name: leading `./` then `/` stripped, as rpm's `rpmfnFindFN`.

@@ -49,6 +49,47 @@ impl Compressor {
     }
 }
 
+/// rpm 4.18 decodes xz and lzma with `lzma_auto_decoder` and this limit (`%_xz_memlimit` unset):
+/// a stream whose dictionary needs more is refused. Without it a few bytes of `.lzma` header
+/// claiming a 4 GiB dictionary cost gigabytes.
+pub const LZMA_MEMLIMIT: u64 = 100 << 20;
+
+/// rpm 4.18 leaves zstd's decoder at its default window limit (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`,
+/// 128 MiB); set explicitly so the bound does not depend on the library's default.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// The clear refusal for a stream that needs more decoder memory than rpm allows, when `e` is
+/// the decoder saying so.
+fn memory_refusal(compressor: Compressor, e: &io::Error) -> Option<Error> {
+    use zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode;
+    let inner = e.get_ref()?;
+    let msg = match compressor {
+        Compressor::Xz | Compressor::Lzma => inner
+            .downcast_ref::<liblzma::stream::Error>()
+            .filter(|e| matches!(e, liblzma::stream::Error::MemLimit))
+            .map(|_| {
+                format!(
+                    "the stream needs more than the {} MiB of decoder memory rpm allows",
+                    LZMA_MEMLIMIT >> 20
+                )
+            }),
+        Compressor::Zstd => inner
+            .downcast_ref::<zstd::Error>()
+            .filter(|e| e.is(ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge))
+            .map(|_| {
+                format!(
+                    "the stream's window is larger than the {} MiB rpm allows",
+                    (1u64 << ZSTD_WINDOW_LOG_MAX) >> 20
+                )
+            }),
+        Compressor::Gzip | Compressor::Bzip2 => None,
+    }?;
+    Some(Error::DecoderMemory {
+        compressor: compressor.name(),
+        msg,
+    })
+}
+
 /// A stream with the bytes read to sniff its format put back in front.
 type Sniffed<R> = std::io::Chain<io::Cursor<Vec<u8>>, R>;
 
@@ -62,7 +103,8 @@ enum Inner<R: BufRead> {
 
 /// A decompressing reader over any buffered raw payload stream (the caller may feed it from
 /// another thread). Decoders read the caller's buffers in place: no copy of the compressed
-/// bytes. Decoder errors come out as [`Error::Decompress`] inside the `io::Error`.
+/// bytes. Decoder errors come out as [`Error::Decompress`] inside the `io::Error`, streams
+/// asking for more memory than rpm allows as [`Error::DecoderMemory`].
 pub struct Decoder<R: BufRead> {
     inner: Inner<R>,
     compressor: Compressor,
@@ -101,23 +143,30 @@ impl<R: BufRead> Decoder<R> {
                 }
             }
             Compressor::Bzip2 => Inner::Bzip2(bzip2::bufread::MultiBzDecoder::new(raw)),
-            Compressor::Xz => Inner::Xz(liblzma::bufread::XzDecoder::new_multi_decoder(raw)),
-            Compressor::Lzma => {
-                let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX).map_err(|e| {
-                    Error::Decompress {
-                        compressor: "lzma".into(),
-                        source: io::Error::other(e),
-                    }
+            Compressor::Xz | Compressor::Lzma => {
+                let name = compressor.name();
+                let stream = if compressor == Compressor::Xz {
+                    liblzma::stream::Stream::new_auto_decoder(
+                        LZMA_MEMLIMIT,
+                        liblzma::stream::CONCATENATED,
+                    )
+                } else {
+                    liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
+                };
+                let stream = stream.map_err(|e| Error::Decompress {
+                    compressor: name.into(),
+                    source: io::Error::other(e),
                 })?;
                 Inner::Xz(liblzma::bufread::XzDecoder::new_stream(raw, stream))
             }
             Compressor::Zstd => {
-                Inner::Zstd(zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| {
-                    Error::Decompress {
-                        compressor: "zstd".into(),
-                        source: e,
-                    }
-                })?)
+                let zerr = |e| Error::Decompress {
+                    compressor: "zstd".into(),
+                    source: e,
+                };
+                let mut d = zstd::stream::read::Decoder::with_buffer(raw).map_err(zerr)?;
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(zerr)?;
+                Inner::Zstd(d)
             }
         };
         Ok(Decoder { inner, compressor })
@@ -165,6 +214,8 @@ impl<R: BufRead> Read for Decoder<R> {
                 || e.kind() == io::ErrorKind::Interrupted
             {
                 e
+            } else if let Some(refusal) = memory_refusal(self.compressor, &e) {
+                refusal.into_io()
             } else {
                 Error::Decompress {
                     compressor: self.compressor.name().into(),
@@ -539,6 +590,10 @@ pub struct PayloadSummary {
 pub const CHUNK: usize = 1024 * 1024;
 pub const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Decompressed bytes [`PayloadReader::finish`] reads past where its consumer stopped: room for
+/// the trailer's padding and any block padding a cpio writer adds, nothing like a file's worth.
+pub const TRAILING_LIMIT: u64 = 64 * 1024;
+
 impl<R: Read> PayloadReader<R> {
     /// Reading, digesting and decompressing on the calling thread.
     pub fn new(
@@ -566,9 +621,23 @@ impl<R: Read> PayloadReader<R> {
         }
     }
 
-    /// Drains both streams and checks PAYLOADSIZE and all raw-payload digests.
+    /// Checks the rest of the payload: every raw-payload digest over all the compressed bytes,
+    /// and PAYLOADSIZE. Only [`TRAILING_LIMIT`] more decompressed bytes are read: callers
+    /// finish at the cpio trailer, where rpm stops, and decompressing whatever a package puts
+    /// after it would cost unbounded time (a few KiB of bzip2 expand to gigabytes of zeros).
+    /// A payload that goes on for longer is refused ([`Error::TrailingPayload`]) once the
+    /// compressed bytes' digests have been checked, so corruption is still named as such.
     pub fn finish(mut self) -> Result<PayloadSummary> {
-        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::from_io("payload", e))?;
+        let drained = io::copy(&mut (&mut self).take(TRAILING_LIMIT + 1), &mut io::sink())
+            .map_err(|e| Error::from_io("payload", e))?;
+        if drained > TRAILING_LIMIT {
+            let at = self.uncompressed - drained;
+            self.raw_report()?;
+            return Err(Error::TrailingPayload {
+                at,
+                limit: TRAILING_LIMIT,
+            });
+        }
         let mut checked = false;
         if let Some(want) = self.expected_uncompressed {
             if want != self.uncompressed {
@@ -581,7 +650,20 @@ impl<R: Read> PayloadReader<R> {
             checked = true;
         }
         let compressor = self.compressor();
-        let raw = match self.source {
+        let uncompressed = self.uncompressed;
+        let raw = self.raw_report()?;
+        Ok(PayloadSummary {
+            compressor,
+            uncompressed_bytes: uncompressed,
+            checked_uncompressed_size: checked,
+            raw,
+        })
+    }
+
+    /// Reads the raw stream to its end without decompressing it (the decoder thread, if any,
+    /// is stopped) and checks its digests and size.
+    fn raw_report(self) -> Result<PayloadReport> {
+        Ok(match self.source {
             Source::Inline(d) => d.into_inner().into_inner().into_inner().finish()?,
             Source::Threaded {
                 output,
@@ -601,12 +683,6 @@ impl<R: Read> PayloadReader<R> {
                     source: io::Error::other("payload reader thread panicked"),
                 })??
             }
-        };
-        Ok(PayloadSummary {
-            compressor,
-            uncompressed_bytes: self.uncompressed,
-            checked_uncompressed_size: checked,
-            raw,
         })
     }
 }
@@ -681,7 +757,7 @@ impl<R: Read + Send + 'static> PayloadReader<R> {
 fn is_decompress_error(e: &io::Error) -> bool {
     e.get_ref()
         .and_then(|i| i.downcast_ref::<Error>())
-        .is_some_and(|x| matches!(x, Error::Decompress { .. }))
+        .is_some_and(|x| matches!(x, Error::Decompress { .. } | Error::DecoderMemory { .. }))
 }
 
 /// Reads the raw stream to its end; returns the digest/size verdict if it failed.

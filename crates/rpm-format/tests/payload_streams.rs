@@ -117,25 +117,41 @@ fn corrupt_stream_reports_the_digest_mismatch() {
     }
 }
 
-/// A consumer that stops early and then finishes (or drops the reader) does not hang, and
-/// `finish` still checks the whole payload.
+/// A consumer that stops early and then finishes (or drops the reader) does not hang.
+/// `finish` decompresses only a little further (callers finish at the cpio trailer): it
+/// refuses a payload that goes on for longer, and checks the size of one that does not.
 #[test]
 fn early_stop_then_finish_or_drop() {
     let d: Vec<u8> = (0..20_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let z = gz(&d);
-    let mut p = reader(
-        true,
-        Compressor::Gzip,
-        io::Cursor::new(z.clone()),
-        &Default::default(),
-        Some(d.len() as u64),
-    );
     let mut b = [0u8; 100];
-    p.read_exact(&mut b).unwrap();
-    assert_eq!(&b[..], &d[..100]);
-    assert_eq!(p.finish().unwrap().uncompressed_bytes, d.len() as u64);
+    for threaded in [false, true] {
+        let mut p = reader(
+            threaded,
+            Compressor::Gzip,
+            io::Cursor::new(z.clone()),
+            &Default::default(),
+            Some(d.len() as u64),
+        );
+        p.read_exact(&mut b).unwrap();
+        assert_eq!(&b[..], &d[..100]);
+        assert!(matches!(
+            p.finish(),
+            Err(rpm_format::Error::TrailingPayload { at: 100, .. })
+        ));
+        let mut p = reader(
+            threaded,
+            Compressor::Gzip,
+            io::Cursor::new(z.clone()),
+            &Default::default(),
+            Some(d.len() as u64),
+        );
+        let near_end = d.len() - rpm_format::payload::TRAILING_LIMIT as usize;
+        io::copy(&mut (&mut p).take(near_end as u64), &mut io::sink()).unwrap();
+        assert_eq!(p.finish().unwrap().uncompressed_bytes, d.len() as u64);
+    }
     let mut p = reader(
         true,
         Compressor::Gzip,

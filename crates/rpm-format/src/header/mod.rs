@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::reader::Reader;
 
 mod read;
+mod tagtypes;
 mod write;
 
 pub use write::{HeaderBuilder, OwnedEntry};
@@ -342,19 +343,20 @@ impl Header {
 mod tests {
     use super::*;
 
+    /// Tags 21001.. are unknown to rpm, so any type is legal for them (`hdrchkTagType`).
     fn sample() -> HeaderBuilder {
         let mut b = HeaderBuilder::new();
         b.put(OwnedEntry::string(1000, "hello"));
-        b.put(OwnedEntry::u32s(1001, &[1, 2, 3]));
-        b.put(OwnedEntry::u64s(1002, &[u64::MAX]));
+        b.put(OwnedEntry::u32s(21001, &[1, 2, 3]));
+        b.put(OwnedEntry::u64s(21002, &[u64::MAX]));
         b.put(OwnedEntry {
-            tag: 1003,
+            tag: 21003,
             ty: TagType::Int16,
             count: 2,
             data: vec![0, 1, 0, 2],
         });
-        b.put(OwnedEntry::string_array(1004, &["a", "bc", ""]));
-        b.put(OwnedEntry::bin(1005, &[9, 8, 7]));
+        b.put(OwnedEntry::string_array(21004, &["a", "bc", ""]));
+        b.put(OwnedEntry::bin(21005, &[9, 8, 7]));
         b
     }
 
@@ -366,14 +368,14 @@ mod tests {
         assert_eq!(used, bytes.len());
         assert_eq!(h.raw(), &bytes[..]);
         assert_eq!(h.get_string(1000).unwrap().unwrap(), "hello");
-        assert_eq!(h.get_u32s(1001).unwrap().unwrap(), vec![1, 2, 3]);
-        assert_eq!(h.get_u64(1002).unwrap().unwrap(), u64::MAX);
-        assert_eq!(h.get_u16s(1003).unwrap().unwrap(), vec![1, 2]);
+        assert_eq!(h.get_u32s(21001).unwrap().unwrap(), vec![1, 2, 3]);
+        assert_eq!(h.get_u64(21002).unwrap().unwrap(), u64::MAX);
+        assert_eq!(h.get_u16s(21003).unwrap().unwrap(), vec![1, 2]);
         assert_eq!(
-            h.get_string_array(1004).unwrap().unwrap(),
+            h.get_string_array(21004).unwrap().unwrap(),
             vec!["a", "bc", ""]
         );
-        assert_eq!(h.get_bin(1005).unwrap().unwrap(), &[9, 8, 7]);
+        assert_eq!(h.get_bin(21005).unwrap().unwrap(), &[9, 8, 7]);
         assert!(h.get_u32s(1000).is_err(), "type mismatch must be an error");
         assert_eq!(h.get_u32s(4242).unwrap(), None);
         // Builder from the parsed header reproduces the same bytes.
@@ -395,10 +397,10 @@ mod tests {
     fn alignment_is_relative_to_store() {
         let mut b = HeaderBuilder::new();
         b.put(OwnedEntry::string(1000, "ab")); // 3 bytes
-        b.put(OwnedEntry::u64s(1001, &[7]));
+        b.put(OwnedEntry::u64s(21001, &[7]));
         let bytes = b.serialize(TAG_HEADERIMMUTABLE);
         let (h, _) = Header::parse(&bytes, HeaderKind::Main).unwrap();
-        assert_eq!(h.entry(1001).unwrap().offset, 8);
+        assert_eq!(h.entry(21001).unwrap().offset, 8);
         assert_eq!(b.size_without_region(), 16 + 16 + 3 + 5 + 16 + 8);
     }
 
@@ -455,8 +457,8 @@ mod tests {
         let good = sample().serialize(TAG_HEADERIMMUTABLE);
         let (h, _) = Header::parse(&good, HeaderKind::Main).unwrap();
         let dl = h.data_len() as u32;
-        // index 2 = tag 1001 INT32 at some offset; misalign it
-        let off1001 = h.entry(1001).unwrap().offset as u32;
+        // index 2 = tag 21001 INT32 at some offset; misalign it
+        let off1001 = h.entry(21001).unwrap().offset as u32;
         let mut b = good.clone();
         set_index(&mut b, 2, 2, off1001 + 1);
         expect_err(&b, HeaderKind::Main, "");
@@ -468,8 +470,8 @@ mod tests {
         let mut b = good.clone();
         set_index(&mut b, 2, 3, 1000);
         expect_err(&b, HeaderKind::Main, "");
-        // overlap: tag 1005 (BIN) pointing at 1004's data
-        let off1004 = h.entry(1004).unwrap().offset as u32;
+        // overlap: tag 21005 (BIN) pointing at 21004's data
+        let off1004 = h.entry(21004).unwrap().offset as u32;
         let mut b = good.clone();
         set_index(&mut b, 6, 2, off1004);
         expect_err(&b, HeaderKind::Main, "overlaps");
@@ -523,10 +525,84 @@ mod tests {
         expect_err(&b, HeaderKind::Main, "");
     }
 
+    /// rpm's `hdrchkTagType` in the main header only: signature tags reuse main-header numbers
+    /// with other types (1000 is SIZE, INT32, there and NAME, STRING, here).
+    #[test]
+    fn declared_types_are_checked_in_the_main_header_only() {
+        let one = |e: OwnedEntry, region: u32, kind: HeaderKind| {
+            let mut b = HeaderBuilder::new();
+            b.put(e);
+            Header::parse(&b.serialize(region), kind).map(|_| ())
+        };
+        let main = |e| one(e, TAG_HEADERIMMUTABLE, HeaderKind::Main);
+        let e = main(OwnedEntry::u32s(1000, &[7])).unwrap_err().to_string();
+        assert!(
+            e.contains("NAME stored as Int32, rpm declares it String"),
+            "{e}"
+        );
+        let e = main(OwnedEntry::bin(1004, b"x")).unwrap_err().to_string();
+        assert!(e.contains("SUMMARY stored as Bin"), "{e}");
+        // Any string type for a string tag, as rpm allows.
+        main(OwnedEntry::string_array(1004, &["a"])).unwrap();
+        main(OwnedEntry::string(1000, "n")).unwrap();
+        one(
+            OwnedEntry::u32s(1000, &[7]),
+            TAG_HEADERSIGNATURES,
+            HeaderKind::Signature,
+        )
+        .unwrap();
+        // An rpmdb blob with the main header's region is checked as the main header is.
+        let mut b = HeaderBuilder::new();
+        b.put(OwnedEntry::u32s(1000, &[7]));
+        let bytes = b.serialize(TAG_HEADERIMMUTABLE);
+        assert!(Header::from_rpmdb_blob(&bytes[8..]).is_err());
+    }
+
+    /// rpm reads tag numbers as `int32_t`, so 0x80000000 and up fail its "below 100" check.
+    #[test]
+    fn tag_numbers_from_0x80000000_are_refused() {
+        for (region, kind) in [
+            (TAG_HEADERIMMUTABLE, HeaderKind::Main),
+            (TAG_HEADERSIGNATURES, HeaderKind::Signature),
+        ] {
+            for tag in [0x8000_0000, 0x8000_03e8, u32::MAX] {
+                let mut b = HeaderBuilder::new();
+                b.put(OwnedEntry::bin(tag, b"x"));
+                let e = Header::parse(&b.serialize(region), kind).unwrap_err();
+                assert!(e.to_string().contains("is negative to rpm"), "{e}");
+            }
+        }
+    }
+
+    /// The digest and signature tags rpm checks before verifying (`rpmvfytags`).
+    #[test]
+    fn signature_digest_tags_must_have_rpms_type_and_size() {
+        let sig = |e: OwnedEntry| {
+            let mut b = HeaderBuilder::new();
+            b.put(e);
+            Header::parse(&b.serialize(TAG_HEADERSIGNATURES), HeaderKind::Signature)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        sig(OwnedEntry::string(273, &"ab".repeat(32))).unwrap();
+        sig(OwnedEntry::bin(1004, &[0; 16])).unwrap();
+        let e = sig(OwnedEntry::string_array(273, &["ab"; 1])).unwrap_err();
+        assert!(e.contains("tag 273 (SHA256HEADER): BAD, type 8"), "{e}");
+        let e = sig(OwnedEntry::string(269, "abcd")).unwrap_err();
+        assert!(
+            e.contains("SHA1HEADER): BAD, 5 bytes where rpm requires 41"),
+            "{e}"
+        );
+        let e = sig(OwnedEntry::bin(1004, &[0; 15])).unwrap_err();
+        assert!(e.contains("(MD5): BAD, 15 bytes"), "{e}");
+        let e = sig(OwnedEntry::string(268, "x")).unwrap_err();
+        assert!(e.contains("(RSAHEADER): BAD, type 6"), "{e}");
+    }
+
     #[test]
     fn signature_trailer_headerimage_accepted() {
         let mut b = HeaderBuilder::new();
-        b.put(OwnedEntry::string(273, "abc"));
+        b.put(OwnedEntry::string(273, &"ab".repeat(32)));
         let mut bytes = b.serialize(TAG_HEADERSIGNATURES);
         let tr = bytes.len() - 16;
         bytes[tr..tr + 4].copy_from_slice(&61u32.to_be_bytes());

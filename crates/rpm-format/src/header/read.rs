@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use super::tagtypes::TAG_TYPES;
 use super::{
     Header, HeaderKind, IndexEntry, Region, TagType, HEADER_MAGIC, HEADER_MAX_BYTES,
     MAX_ARRAY_COUNT, MIN_REGULAR_TAG, REGION_TAG_COUNT, TAG_HEADERIMAGE, TAG_HEADERIMMUTABLE,
@@ -372,13 +373,81 @@ fn parse_entries(
             });
         }
     }
+    // rpm type-checks only headers whose tag numbers mean main-header tags: signature tags
+    // reuse numbers (1000 is SIZE there, NAME here), so they get `check_signature_tags`.
+    let typechk = matches!(
+        region.map(|r| r.tag),
+        Some(TAG_HEADERIMMUTABLE | TAG_HEADERIMAGE)
+    );
     let mut end: i64 = 0;
     for (i, &r) in raw {
-        let e = check_entry(kind, i, r, layout.store, region, end)?;
+        let e = check_entry(kind, i, r, layout.store, region, end, typechk)?;
         end = e.offset as i64 + e.len as i64;
         entries.push(e);
     }
+    if kind == HeaderKind::Signature {
+        check_signature_tags(&entries)?;
+    }
     Ok(entries)
+}
+
+/// rpm's `hdrchkTagType`: a tag rpm knows must carry the type rpm declares for it, except that
+/// string tags may use any string type. Returns the declared type and the tag's name when they
+/// disagree.
+fn declared_type_mismatch(tag: u32, ty: TagType) -> Option<(TagType, &'static str)> {
+    let i = TAG_TYPES.binary_search_by_key(&tag, |&(t, _, _)| t).ok()?;
+    let &(_, want, name) = TAG_TYPES.get(i)?;
+    let string = |t: TagType| {
+        matches!(
+            t,
+            TagType::String | TagType::StringArray | TagType::I18nString
+        )
+    };
+    if want == ty || (string(want) && string(ty)) {
+        None
+    } else {
+        Some((want, name))
+    }
+}
+
+/// Signature-header tags rpm checks before verifying anything (`rpmvfytags` in rpm 4.18's
+/// `lib/rpmvs.c`): tag, name, type, data size (0: any). rpm -K fails a package whose digest or
+/// signature tag has another type, so it must not get past us either.
+const SIGNATURE_TAG_RULES: &[(u32, &str, TagType, usize)] = &[
+    (267, "DSAHEADER", TagType::Bin, 0),
+    (268, "RSAHEADER", TagType::Bin, 0),
+    (269, "SHA1HEADER", TagType::String, 41),
+    (273, "SHA256HEADER", TagType::String, 65),
+    (1002, "PGP", TagType::Bin, 0),
+    (1004, "MD5", TagType::Bin, 16),
+    (1005, "GPG", TagType::Bin, 0),
+];
+
+fn check_signature_tags(entries: &[IndexEntry]) -> Result<()> {
+    for e in entries {
+        let Some(&(_, name, want, size)) = SIGNATURE_TAG_RULES.iter().find(|r| r.0 == e.tag) else {
+            continue;
+        };
+        if e.ty != want {
+            return Err(bad(
+                HeaderKind::Signature,
+                format!(
+                    "tag {} ({name}): BAD, type {} ({:?}) where rpm requires {:?}",
+                    e.tag, e.ty as u32, e.ty, want
+                ),
+            ));
+        }
+        if size != 0 && e.len != size {
+            return Err(bad(
+                HeaderKind::Signature,
+                format!(
+                    "tag {} ({name}): BAD, {} bytes where rpm requires {size}",
+                    e.tag, e.len
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One non-region entry; `end` is where the previous entry's data ended.
@@ -389,6 +458,7 @@ fn check_entry(
     store: &[u8],
     region: Option<Region>,
     end: i64,
+    typechk: bool,
 ) -> Result<IndexEntry> {
     let RawEntry {
         tag,
@@ -396,7 +466,7 @@ fn check_entry(
         offset,
         count,
     } = raw;
-    let fail = |why: &str| {
+    let fail = |why: &str| -> Error {
         bad(
             kind,
             format!("tag[{i}]: BAD ({why}), tag {tag} type {ty} offset {offset} count {count}"),
@@ -406,7 +476,13 @@ fn check_entry(
     if end > offset as i64 {
         return Err(fail("data overlaps the previous entry"));
     }
-    if tag < MIN_REGULAR_TAG {
+    // rpm reads tag numbers as signed: 0x80000000 and above are negative, hence below 100.
+    if (tag as i32) < MIN_REGULAR_TAG as i32 {
+        if tag >= 0x8000_0000 {
+            return Err(fail(&format!(
+                "tag number {tag:#x} is negative to rpm, below 100"
+            )));
+        }
         return Err(fail("tag number below 100"));
     }
     let Some(tty) = TagType::from_u32(ty) else {
@@ -423,6 +499,13 @@ fn check_entry(
     }
     if tty != TagType::Bin && count > MAX_ARRAY_COUNT {
         return Err(fail("array count too large"));
+    }
+    if typechk {
+        if let Some((want, name)) = declared_type_mismatch(tag, tty) {
+            return Err(fail(&format!(
+                "{name} stored as {tty:?}, rpm declares it {want:?}"
+            )));
+        }
     }
     let Some(len) = data_len(tty, count, store, off) else {
         return Err(fail("data does not fit in the store"));
@@ -454,10 +537,10 @@ mod tests {
     fn sample(region_tag: u32) -> Vec<u8> {
         let mut b = HeaderBuilder::new();
         b.put(OwnedEntry::string(1000, "hello"));
-        b.put(OwnedEntry::u32s(1001, &[1, 2, 3]));
-        b.put(OwnedEntry::u64s(1002, &[7]));
-        b.put(OwnedEntry::string_array(1004, &["a", "bc", ""]));
-        b.put(OwnedEntry::bin(1005, &[9, 8, 7]));
+        b.put(OwnedEntry::u32s(21001, &[1, 2, 3]));
+        b.put(OwnedEntry::u64s(21002, &[7]));
+        b.put(OwnedEntry::string_array(21004, &["a", "bc", ""]));
+        b.put(OwnedEntry::bin(21005, &[9, 8, 7]));
         b.serialize(region_tag)
     }
 
@@ -490,7 +573,7 @@ mod tests {
     #[test]
     fn caller_built_entry_cannot_reach_outside_the_store() {
         let (h, _) = Header::parse(&sample(TAG_HEADERIMMUTABLE), HeaderKind::Main).unwrap();
-        let real = *h.entry(1005).unwrap();
+        let real = *h.entry(21005).unwrap();
         assert_eq!(h.entry_data(&real), &[9, 8, 7]);
         for (offset, len) in [
             (real.offset, h.data_len()),
