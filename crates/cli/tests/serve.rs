@@ -1061,7 +1061,8 @@ fn remote_package_signing_matches_local_and_never_half_signs() {
     let url = server.url();
     let ca = pki.path("ca.crt");
     let token = pki.path("token");
-    let remote_sign = |dest: &Path, pkgs: &[&Path]| {
+    // `dest` None: in place.
+    let remote_sign = |dest: Option<&Path>, pkgs: &[&Path]| {
         let mut cmd = Command::new(BIN);
         cmd.arg("sign")
             .arg("--signer")
@@ -1071,13 +1072,14 @@ fn remote_package_signing_matches_local_and_never_half_signs() {
             .arg("--token-file")
             .arg(&token)
             .arg("--ca")
-            .arg(&ca)
-            .arg("--output-dir")
-            .arg(dest)
-            .args(pkgs);
+            .arg(&ca);
+        if let Some(dest) = dest {
+            cmd.arg("--output-dir").arg(dest);
+        }
+        cmd.args(pkgs);
         cmd
     };
-    let out = remote_sign(&remote_dir, &[&a, &b]).output().unwrap();
+    let out = remote_sign(Some(&remote_dir), &[&a, &b]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -1101,8 +1103,7 @@ fn remote_package_signing_matches_local_and_never_half_signs() {
     std::fs::copy(&b, &victim).unwrap();
     let before = std::fs::read(&victim).unwrap();
     let before_lines = signed_count(&audit_lines(&log));
-    let mut cmd = remote_sign(w, &[&victim]);
-    // --output-dir is the package's own directory: same as in place, through a temp file.
+    let mut cmd = remote_sign(None, &[&victim]);
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
