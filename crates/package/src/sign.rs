@@ -126,6 +126,10 @@ pub struct SignOutcome {
     /// Every file's fs-verity digest, when asked for (`SignOptions::list_files`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_digests: Vec<SignedFile>,
+    /// Temporary files of this package that an earlier, killed run left beside the
+    /// destination, removed before writing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_removed: Vec<String>,
     pub seconds: f64,
 }
 
@@ -147,6 +151,7 @@ impl SignOutcome {
             package_size: 0,
             replaced: None,
             file_digests: Vec::new(),
+            stale_removed: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -307,6 +312,10 @@ fn process(
 ) -> anyhow::Result<()> {
     let (real, dest) = source_and_destination(pkg, opts)?;
     let pkg = real.as_path();
+    out.stale_removed = crate::output::remove_stale_temp_files(&dest)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let before = fs::metadata(pkg).context("cannot stat")?;
     if before.is_dir() {
         bail!("is a directory, not a package");
@@ -476,6 +485,8 @@ fn write_package(
                 .write(true)
                 .open(pkg)
                 .context("cannot open for writing")?;
+            // One write of the header's bytes, which SIGINT/SIGTERM wait for.
+            let _whole = crate::output::uninterrupted()?;
             f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)
                 .context("writing the signature header")?;
             f.sync_all().context("fsync")?;
@@ -543,11 +554,10 @@ fn finish_early_copy(
 /// Gives the new file the original's mode (and owner, when allowed), then fsyncs it and
 /// renames it over the destination.
 fn commit_like(out: AtomicFile, src_meta: &fs::Metadata) -> anyhow::Result<()> {
-    fs::set_permissions(
-        out.temp_path(),
-        fs::Permissions::from_mode(src_meta.mode() & 0o7777),
-    )?;
-    let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
+    let f = out.file_ref();
+    // Owner first: changing it clears set-id bits the mode then puts back.
+    let _ = std::os::unix::fs::fchown(f, Some(src_meta.uid()), Some(src_meta.gid()));
+    f.set_permissions(fs::Permissions::from_mode(src_meta.mode() & 0o7777))?;
     out.commit().context("replacing the package")
 }
 
