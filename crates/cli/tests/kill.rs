@@ -156,28 +156,26 @@ fn kill_mode(setup: &Setup, work: &Path, orig: &Path, in_place: bool, kills: u64
     let pkg = work.join(&name);
     let mode = if in_place { "in place" } else { "rewrite" };
 
-    fs::write(&pkg, &original).unwrap();
-    let started = Instant::now();
-    let out = setup.sign(&pkg, &[]).wait_with_output().unwrap();
-    let full = started.elapsed();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{mode}: {text}");
-    assert!(setup.check(&pkg, &original, mode));
-    let out = Command::new(verity_test_support::bin!())
-        .args(["sign", "--key", s(&setup.key), "--cert", s(&setup.cert)])
-        .arg(&pkg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).contains("written in place"),
-        in_place,
-        "{mode}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    eprintln!("{mode}: a full run takes {full:?}");
+    // Timed as the killed runs go (a fresh copy written just before): the slowest of three.
+    let mut full = Duration::ZERO;
+    for _ in 0..3 {
+        fs::write(&pkg, &original).unwrap();
+        let started = Instant::now();
+        let out = Command::new(verity_test_support::bin!())
+            .args(["sign", "--key", s(&setup.key), "--cert", s(&setup.cert)])
+            .arg(&pkg)
+            .output()
+            .unwrap();
+        full = full.max(started.elapsed());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {text}");
+        assert_eq!(text.contains("written in place"), in_place, "{mode}: {text}");
+        assert!(setup.check(&pkg, &original, mode));
+    }
+    eprintln!("{mode}: a full run takes up to {full:?}");
 
     // Kill points over the whole run and a little past it.
-    let span = full + full / 10;
+    let span = full + full / 4;
     let mut signed = 0;
     let mut plan: Vec<(&str, &[(&str, &str)])> = vec![("KILL", &[]); kills as usize];
     for sig in ["INT", "TERM"] {
