@@ -169,7 +169,11 @@ fn kill_mode(setup: &Setup, work: &Path, orig: &Path, in_place: bool, kills: u64
         full = full.max(started.elapsed());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{mode}: {text}");
-        assert_eq!(text.contains("written in place"), in_place, "{mode}: {text}");
+        assert_eq!(
+            text.contains("written in place"),
+            in_place,
+            "{mode}: {text}"
+        );
         assert!(setup.check(&pkg, &original, mode));
     }
     eprintln!("{mode}: a full run takes up to {full:?}");
@@ -200,7 +204,11 @@ fn kill_mode(setup: &Setup, work: &Path, orig: &Path, in_place: bool, kills: u64
             };
             assert!(code == 0 || code == caught, "{what}: exit {code}");
         }
-        assert_eq!(listing(work), [name.clone()], "{what}: files left");
+        assert_eq!(
+            listing(work),
+            std::slice::from_ref(&name),
+            "{what}: files left"
+        );
         if setup.check(&pkg, &original, &what) {
             signed += 1;
         }

@@ -441,14 +441,24 @@ fn control_characters_in_file_names_are_escaped() {
 fn misuse_fixture(src: &Path, build: &Path) {
     for (name, cn) in [("k", "misuse"), ("other", "other")] {
         run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", &format!("/CN={cn}"), "-keyout"])
             .arg(src.join(format!("{name}.key")))
             .arg("-out")
             .arg(src.join(format!("{name}.crt"))));
     }
     run(Command::new("openssl")
-        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:secret", "-in"])
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:secret",
+            "-in",
+        ])
         .arg(src.join("k.key"))
         .arg("-out")
         .arg(src.join("enc.key")));

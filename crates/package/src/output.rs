@@ -178,8 +178,7 @@ impl AtomicFile {
 /// filesystem or kernel refuses it, no `/proc/self/fd` to link it by later, or the directory
 /// cannot be written: the named path then reports why).
 fn open_anonymous(dir: &Path) -> Option<File> {
-    if std::env::var_os("RPM_VERITY_NO_TMPFILE").is_some() || !Path::new("/proc/self/fd").is_dir()
-    {
+    if std::env::var_os("RPM_VERITY_NO_TMPFILE").is_some() || !Path::new("/proc/self/fd").is_dir() {
         return None;
     }
     rustix::fs::open(
@@ -226,8 +225,7 @@ fn link_and_rename(file: &File, dir: &Path, name: &OsStr, dest: &Path) -> io::Re
     let mut n = 0u32;
     let tmp = loop {
         let tmp = temp_name(dir, name, n);
-        let linked = match rustix::fs::linkat(CWD, &proc_path, CWD, &tmp, AtFlags::SYMLINK_FOLLOW)
-        {
+        let linked = match rustix::fs::linkat(CWD, &proc_path, CWD, &tmp, AtFlags::SYMLINK_FOLLOW) {
             // No /proc after all: AT_EMPTY_PATH (needs CAP_DAC_READ_SEARCH).
             Err(Errno::NOENT) => rustix::fs::linkat(file, "", CWD, &tmp, AtFlags::EMPTY_PATH),
             other => other,
