@@ -272,19 +272,17 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> io::Result<()> {
     f.commit()
 }
 
-/// The process id in a temporary name `.NAME.tmpPID.N` of `dest_name`, if `file` is one.
-fn temp_pid(file: &OsStr, dest_name: &OsStr) -> Option<u32> {
-    let file = file.to_str()?;
-    let rest = file
-        .strip_prefix('.')?
-        .strip_prefix(dest_name.to_str()?)?
-        .strip_prefix(".tmp")?;
-    let (pid, n) = rest.split_once('.')?;
+/// The destination name and process id in a temporary name `.NAME.tmpPID.N`, if `file` is
+/// one.
+fn parse_temp_name(file: &OsStr) -> Option<(&str, u32)> {
+    let rest = file.to_str()?.strip_prefix('.')?;
+    let (rest, n) = rest.rsplit_once('.')?;
+    let (name, pid) = rest.rsplit_once(".tmp")?;
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(pid) || !all_digits(n) {
+    if name.is_empty() || !all_digits(pid) || !all_digits(n) {
         return None;
     }
-    pid.parse().ok()
+    Some((name, pid.parse().ok()?))
 }
 
 /// Whether process `pid` is gone (not merely someone else's: that counts as running).
@@ -298,32 +296,44 @@ fn process_gone(pid: u32) -> bool {
     matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
 }
 
-/// Removes the temporary files of `dest` (`.NAME.tmpPID.N` beside it, regular files) that a
-/// killed run left: those whose process no longer exists. Returns the paths removed. A
-/// process id is only meaningful in this PID namespace: a directory shared with another
-/// namespace's writers should not be cleaned this way.
-pub fn remove_stale_temp_files(dest: &Path) -> Vec<PathBuf> {
-    let Ok((dir, name)) = split(dest) else {
-        return Vec::new();
-    };
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
+/// Removes the temporary files of `dests` (`.NAME.tmpPID.N` beside each, regular files) that a
+/// killed run left: those whose process no longer exists. Returns, for each destination, the
+/// paths removed. Each directory is read once, however many destinations it holds. A process
+/// id is only meaningful in this PID namespace: a directory shared with another namespace's
+/// writers should not be cleaned this way.
+pub fn remove_stale_temp_files(dests: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    let mut removed = vec![Vec::new(); dests.len()];
+    let mut by_dir: std::collections::HashMap<PathBuf, Vec<(String, usize)>> = Default::default();
+    for (i, d) in dests.iter().enumerate() {
+        if let Ok((dir, name)) = split(d) {
+            if let Some(name) = name.to_str() {
+                by_dir.entry(dir).or_default().push((name.to_string(), i));
+            }
+        }
+    }
     let me = std::process::id();
-    let mut removed = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = temp_pid(&e.file_name(), &name) else {
+    for (dir, names) in by_dir {
+        let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        if pid == me || !process_gone(pid) {
-            continue;
-        }
-        if !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            continue;
-        }
-        let path = e.path();
-        if fs::remove_file(&path).is_ok() {
-            removed.push(path);
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some((name, pid)) = parse_temp_name(&file) else {
+                continue;
+            };
+            let Some(&(_, i)) = names.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            if pid == me || !process_gone(pid) {
+                continue;
+            }
+            if !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                continue;
+            }
+            let path = e.path();
+            if fs::remove_file(&path).is_ok() {
+                removed[i].push(path);
+            }
         }
     }
     removed
@@ -383,19 +393,22 @@ mod tests {
 
     #[test]
     fn temp_names_are_recognised() {
-        let n = OsStr::new("a.rpm");
-        assert_eq!(temp_pid(OsStr::new(".a.rpm.tmp123.0"), n), Some(123));
-        assert_eq!(temp_pid(OsStr::new(".a.rpm.tmp123.45"), n), Some(123));
+        fn p(s: &str) -> Option<(&str, u32)> {
+            parse_temp_name(OsStr::new(s))
+        }
+        assert_eq!(p(".a.rpm.tmp123.0"), Some(("a.rpm", 123)));
+        assert_eq!(p(".a.rpm.tmp123.45"), Some(("a.rpm", 123)));
+        assert_eq!(p(".x.tmp7.tmp123.45"), Some(("x.tmp7", 123)));
         for other in [
             "a.rpm",
             ".a.rpm.tmp.0",
             ".a.rpm.tmp12",
             ".a.rpm.tmp12.x",
-            ".b.rpm.tmp1.0",
             ".a.rpm.tmp1.0.rpm",
-            ".a.rpmx.tmp1.0",
+            "..tmp1.0",
+            "a.rpm.tmp1.0",
         ] {
-            assert_eq!(temp_pid(OsStr::new(other), n), None, "{other}");
+            assert_eq!(p(other), None, "{other}");
         }
     }
 
@@ -417,8 +430,15 @@ mod tests {
         fs::write(&mine, b"x").unwrap();
         let other = t.path().join(format!(".o.rpm.tmp{dead}.0"));
         fs::write(&other, b"x").unwrap();
-        assert_eq!(remove_stale_temp_files(&dest), vec![stale.clone()]);
-        assert!(!stale.exists() && live.exists() && mine.exists() && other.exists());
+        let second = t.path().join(format!(".b.rpm.tmp{dead}.2"));
+        fs::write(&second, b"x").unwrap();
+        let dests = [dest, t.path().join("b.rpm"), t.path().join("none.rpm")];
+        assert_eq!(
+            remove_stale_temp_files(&dests),
+            vec![vec![stale.clone()], vec![second.clone()], vec![]]
+        );
+        assert!(!stale.exists() && !second.exists());
+        assert!(live.exists() && mine.exists() && other.exists());
     }
 
     /// The named fallback registers its file while it exists.

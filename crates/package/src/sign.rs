@@ -173,6 +173,7 @@ pub fn sign_packages(
     progress: &dyn SignProgress,
 ) -> anyhow::Result<Vec<SignOutcome>> {
     check_destinations(packages, opts)?;
+    let stale = stale_temp_files(packages, opts);
     let pool = HashPool::new(threads, opts.hash_alg)?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SignOutcome>>> =
@@ -185,7 +186,8 @@ pub fn sign_packages(
                 let Some(pkg) = packages.get(i) else {
                     break;
                 };
-                let out = sign_package(pkg, opts, action, &pool, progress);
+                let mut out = sign_package(pkg, opts, action, &pool, progress);
+                out.stale_removed = stale[i].clone();
                 progress.finished(i, &out);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(out);
@@ -200,6 +202,23 @@ pub fn sign_packages(
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// Removes what killed runs left beside the destinations (see
+/// [`crate::output::remove_stale_temp_files`]), for each package the paths removed.
+fn stale_temp_files(packages: &[PathBuf], opts: &SignOptions) -> Vec<Vec<String>> {
+    let dests: Vec<PathBuf> = packages
+        .iter()
+        .map(|p| {
+            source_and_destination(p, opts)
+                .map(|(_, d)| d)
+                .unwrap_or_default()
+        })
+        .collect();
+    crate::output::remove_stale_temp_files(&dests)
+        .into_iter()
+        .map(|v| v.iter().map(|p| p.display().to_string()).collect())
+        .collect()
 }
 
 /// Where a package is read from and written to. A symlink is resolved first, so that both
@@ -312,10 +331,6 @@ fn process(
 ) -> anyhow::Result<()> {
     let (real, dest) = source_and_destination(pkg, opts)?;
     let pkg = real.as_path();
-    out.stale_removed = crate::output::remove_stale_temp_files(&dest)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
     let before = fs::metadata(pkg).context("cannot stat")?;
     if before.is_dir() {
         bail!("is a directory, not a package");
