@@ -234,8 +234,9 @@ fn killed_sign_leaves_original_or_signed_and_nothing_else() {
     kill_mode(&setup, &work, &rewrite, false, kills - kills / 2, &mut rng);
 }
 
-/// A run SIGKILLed while writing under a name (no `O_TMPFILE`) leaves `.NAME.tmpPID.N`; the
-/// next `sign` removes it, says so, and signs.
+/// Writing under a name (no `O_TMPFILE`): a run stopped by SIGINT or SIGTERM while the
+/// `.NAME.tmpPID.N` exists removes it; one SIGKILLed leaves it, and the next `sign` removes
+/// it, says so, and signs.
 #[test]
 fn stale_temp_file_of_a_killed_run_is_removed() {
     let t = tempfile::tempdir().unwrap();
@@ -247,16 +248,34 @@ fn stale_temp_file_of_a_killed_run_is_removed() {
     fs::create_dir(&work).unwrap();
     let pkg = work.join(orig.file_name().unwrap());
     fs::copy(&orig, &pkg).unwrap();
-    let mut child = setup.sign(&pkg, &[("RPM_VERITY_NO_TMPFILE", "1")]);
-    let until = Instant::now() + Duration::from_secs(60);
-    let stale = loop {
-        let names = listing(&work);
-        if let Some(n) = names.iter().find(|n| n.contains(".tmp")) {
-            break n.clone();
+    let temp_seen = |child: &Child| {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let names = listing(&work);
+            if let Some(n) = names.iter().find(|n| n.contains(".tmp")) {
+                return n.clone();
+            }
+            assert!(
+                Instant::now() < until,
+                "no temporary file of {}",
+                child.id()
+            );
+            std::thread::sleep(Duration::from_millis(2));
         }
-        assert!(Instant::now() < until, "no temporary file seen: {names:?}");
-        std::thread::sleep(Duration::from_millis(5));
     };
+
+    // Caught signals remove the named file, whenever they come.
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let mut child = setup.sign(&pkg, &[("RPM_VERITY_NO_TMPFILE", "1")]);
+        temp_seen(&child);
+        signal(&child, sig);
+        assert_eq!(child.wait().unwrap().code(), Some(code), "SIG{sig}");
+        assert_eq!(listing(&work).len(), 1, "SIG{sig}: {:?}", listing(&work));
+        assert_eq!(fs::read(&pkg).unwrap(), fs::read(&orig).unwrap());
+    }
+
+    let mut child = setup.sign(&pkg, &[("RPM_VERITY_NO_TMPFILE", "1")]);
+    let stale = temp_seen(&child);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(listing(&work).contains(&stale), "{:?}", listing(&work));
