@@ -25,3 +25,19 @@ pub fn load_certificates(files: &[PathBuf]) -> anyhow::Result<Vec<verity_signing
     }
     Ok(trusted)
 }
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the temporary files being written (the library's
+/// registered ones) and exits with 128 + the signal's number, as the shell reports a process
+/// the signal killed. Writes into an original package are finished first.
+pub fn remove_temp_files_on_signal() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                verity_package::output::exit_removing_temp_files(128 + sig);
+            }
+        })?;
+    Ok(())
+}

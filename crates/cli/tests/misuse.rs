@@ -436,3 +436,219 @@ fn control_characters_in_file_names_are_escaped() {
         .collect();
     assert!(names.contains(&"/opt/e/red\x1b[31mX"), "{names:?}");
 }
+
+/// The files docs/misuse.md describes, in `src`.
+fn misuse_fixture(src: &Path, build: &Path) {
+    for (name, cn) in [("k", "misuse"), ("other", "other")] {
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", &format!("/CN={cn}"), "-keyout"])
+            .arg(src.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(src.join(format!("{name}.crt"))));
+    }
+    run(Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:secret",
+            "-in",
+        ])
+        .arg(src.join("k.key"))
+        .arg("-out")
+        .arg(src.join("enc.key")));
+    // Uncompressed, so that sizes in messages do not change from build to build.
+    let one = build_rpm(build, "one", "w0.ufdio", Contents::ONE_FILE);
+    let many = build_rpm(build, "many", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    fs::copy(&one, src.join("one.rpm")).unwrap();
+    fs::copy(&many, src.join("many.rpm")).unwrap();
+    fs::copy(&one, src.join("signed.rpm")).unwrap();
+    let k = (src.join("k.key"), src.join("k.crt"));
+    assert!(sign(&k.0, &k.1, &[s(&src.join("signed.rpm"))])
+        .status
+        .success());
+    fs::write(src.join("notes.txt"), "not a package\n").unwrap();
+    for d in ["pkgs", "ro", "a", "b", "out"] {
+        fs::create_dir(src.join(d)).unwrap();
+    }
+    fs::copy(&many, src.join("ro/many.rpm")).unwrap();
+    fs::copy(&one, src.join("a/one.rpm")).unwrap();
+    fs::copy(&one, src.join("b/one.rpm")).unwrap();
+    let middle = |pkg: &Path| {
+        let bytes = fs::read(pkg).unwrap();
+        let p = Package::open_unverified(fs::File::open(pkg).unwrap()).unwrap();
+        let payload = p.payload_offset() as usize;
+        let at = payload + (bytes.len() - payload) / 2;
+        (bytes, at)
+    };
+    let (bytes, at) = middle(&one);
+    fs::write(src.join("trunc.rpm"), &bytes[..at]).unwrap();
+    let (mut bytes, at) = middle(&many);
+    bytes[at] ^= 0x55;
+    fs::write(src.join("corrupt.rpm"), bytes).unwrap();
+}
+
+/// What each case does to its copy of the fixture before the command runs.
+const MISUSE_CASES: &[(&str, &[(&str, u32)])] = &[
+    ("wrong-cert", &[]),
+    ("missing-key", &[]),
+    ("encrypted-key-no-passphrase", &[]),
+    ("wrong-passphrase", &[]),
+    ("not-an-rpm", &[]),
+    ("directory", &[]),
+    ("read-only-package", &[("one.rpm", 0o444)]),
+    ("read-only-directory", &[("ro", 0o555)]),
+    ("missing-output-dir", &[]),
+    ("output-dir-collision", &[]),
+    ("re-signing", &[]),
+    ("verify-without-cert", &[]),
+    ("verify-wrong-cert", &[]),
+    ("truncated-package", &[]),
+    ("corrupt-payload", &[]),
+];
+
+/// A markdown table row's cells (`\|` is a `|` inside a cell).
+fn cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+    let mut out = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                out.last_mut().unwrap().push('|');
+                chars.next();
+            }
+            '|' => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out.iter().map(|c| c.trim().to_string()).collect()
+}
+
+fn unquote(cell: &str) -> &str {
+    cell.strip_prefix('`')
+        .and_then(|c| c.strip_suffix('`'))
+        .unwrap_or(cell)
+}
+
+/// An output line with what changes from run to run replaced: the case directory, durations,
+/// certificate serial numbers, digests (the packages' payloads hold build times).
+fn normalize(line: &str, dir: &str) -> String {
+    let line = line.replace(dir, "$PWD");
+    let mut words: Vec<String> = Vec::new();
+    for w in line.split(' ') {
+        let core = w.trim_end_matches([',', ')', ';', ':']);
+        let tail = &w[core.len()..];
+        let is_secs = core
+            .strip_suffix('s')
+            .and_then(|n| n.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            });
+        let is_serial = words.last().is_some_and(|p| p == "serial")
+            && !core.is_empty()
+            && core.bytes().all(|c| c.is_ascii_hexdigit());
+        let is_digest = core.len() >= 32 && core.bytes().all(|c| c.is_ascii_hexdigit());
+        words.push(if is_secs {
+            format!("N.NNs{tail}")
+        } else if is_serial {
+            format!("SERIAL{tail}")
+        } else if is_digest {
+            format!("HEX{tail}")
+        } else {
+            w.to_string()
+        });
+    }
+    words.join(" ")
+}
+
+/// Every row of docs/misuse.md's table of mistakes, run: the exit code and the output are
+/// the documented ones, and every case this test knows is documented.
+#[test]
+fn documented_mistakes_give_the_documented_message() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/misuse.md");
+    let doc = fs::read_to_string(&doc_path).unwrap();
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(cells)
+        .filter(|c| c.len() == 5)
+        .collect();
+    let documented: Vec<&str> = rows.iter().map(|r| unquote(&r[0])).collect();
+    let known: Vec<&str> = MISUSE_CASES.iter().map(|c| c.0).collect();
+    assert_eq!(documented, known, "docs/misuse.md's cases");
+
+    let t = tempfile::tempdir().unwrap();
+    let dir = fs::canonicalize(t.path()).unwrap();
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    misuse_fixture(&src, &dir.join("build"));
+    // As root, run as nobody: permissions are what several mistakes are about.
+    let root = String::from_utf8_lossy(&run(Command::new("id").arg("-u")).stdout).trim() == "0";
+    if root {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    let mut wrong = Vec::new();
+    for (row, (id, modes)) in rows.iter().zip(MISUSE_CASES) {
+        let case = dir.join(id);
+        run(Command::new("cp").arg("-a").arg(&src).arg(&case));
+        if root {
+            run(Command::new("chown").args(["-R", "65534:65534"]).arg(&case));
+        }
+        for (path, mode) in *modes {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(case.join(path), fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        let words: Vec<&str> = unquote(&row[2]).split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "rpm-verity").unwrap();
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(verity_test_support::bin!());
+            c
+        } else {
+            Command::new(verity_test_support::bin!())
+        };
+        cmd.args(&words[at + 1..])
+            .current_dir(&case)
+            .env_remove(verity_signing::KEY_PASSPHRASE_ENV);
+        for env in &words[..at] {
+            let (k, v) = env.split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stdout).lines())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| normalize(l, s(&case)))
+            .collect();
+        let message = lines
+            .iter()
+            .map(|l| format!("`{}`", l.replace('|', "\\|")))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let code = out.status.code().map(|c| c.to_string()).unwrap_or_default();
+        if code != row[3] || message != row[4] {
+            wrong.push(format!(
+                "| `{id}` | {} | {} | {code} | {message} |",
+                row[1], row[2]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/misuse.md differs from what the program does; the rows as they are:\n{}",
+        wrong.join("\n")
+    );
+}

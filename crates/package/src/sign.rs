@@ -126,6 +126,10 @@ pub struct SignOutcome {
     /// Every file's fs-verity digest, when asked for (`SignOptions::list_files`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_digests: Vec<SignedFile>,
+    /// Temporary files of this package that an earlier, killed run left beside the
+    /// destination, removed before writing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_removed: Vec<String>,
     pub seconds: f64,
 }
 
@@ -147,6 +151,7 @@ impl SignOutcome {
             package_size: 0,
             replaced: None,
             file_digests: Vec::new(),
+            stale_removed: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -168,6 +173,7 @@ pub fn sign_packages(
     progress: &dyn SignProgress,
 ) -> anyhow::Result<Vec<SignOutcome>> {
     check_destinations(packages, opts)?;
+    let stale = stale_temp_files(packages, opts);
     let pool = HashPool::new(threads, opts.hash_alg)?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SignOutcome>>> =
@@ -180,7 +186,8 @@ pub fn sign_packages(
                 let Some(pkg) = packages.get(i) else {
                     break;
                 };
-                let out = sign_package(pkg, opts, action, &pool, progress);
+                let mut out = sign_package(pkg, opts, action, &pool, progress);
+                out.stale_removed = stale[i].clone();
                 progress.finished(i, &out);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(out);
@@ -195,6 +202,23 @@ pub fn sign_packages(
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// Removes what killed runs left beside the destinations (see
+/// [`crate::output::remove_stale_temp_files`]), for each package the paths removed.
+fn stale_temp_files(packages: &[PathBuf], opts: &SignOptions) -> Vec<Vec<String>> {
+    let dests: Vec<PathBuf> = packages
+        .iter()
+        .map(|p| {
+            source_and_destination(p, opts)
+                .map(|(_, d)| d)
+                .unwrap_or_default()
+        })
+        .collect();
+    crate::output::remove_stale_temp_files(&dests)
+        .into_iter()
+        .map(|v| v.iter().map(|p| p.display().to_string()).collect())
+        .collect()
 }
 
 /// Where a package is read from and written to. A symlink is resolved first, so that both
@@ -476,6 +500,8 @@ fn write_package(
                 .write(true)
                 .open(pkg)
                 .context("cannot open for writing")?;
+            // One write of the header's bytes, which SIGINT/SIGTERM wait for.
+            let _whole = crate::output::uninterrupted()?;
             f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)
                 .context("writing the signature header")?;
             f.sync_all().context("fsync")?;
@@ -543,11 +569,10 @@ fn finish_early_copy(
 /// Gives the new file the original's mode (and owner, when allowed), then fsyncs it and
 /// renames it over the destination.
 fn commit_like(out: AtomicFile, src_meta: &fs::Metadata) -> anyhow::Result<()> {
-    fs::set_permissions(
-        out.temp_path(),
-        fs::Permissions::from_mode(src_meta.mode() & 0o7777),
-    )?;
-    let _ = std::os::unix::fs::chown(out.temp_path(), Some(src_meta.uid()), Some(src_meta.gid()));
+    let f = out.file_ref();
+    // Owner first: changing it clears set-id bits the mode then puts back.
+    let _ = std::os::unix::fs::fchown(f, Some(src_meta.uid()), Some(src_meta.gid()));
+    f.set_permissions(fs::Permissions::from_mode(src_meta.mode() & 0o7777))?;
     out.commit().context("replacing the package")
 }
 

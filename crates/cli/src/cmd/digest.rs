@@ -56,6 +56,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let params = args.options.params()?;
     let threads = args.jobs.threads()?;
+    crate::util::remove_temp_files_on_signal()?;
     let mut tree_out = create_output(args.out_merkle_tree.as_deref(), "--out-merkle-tree")?;
     let mut desc_out = create_output(args.out_descriptor.as_deref(), "--out-descriptor")?;
 

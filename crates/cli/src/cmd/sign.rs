@@ -67,6 +67,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let threads = args.jobs.count();
     crate::util::init_rayon(threads);
+    crate::util::remove_temp_files_on_signal()?;
     let signer = signer(&args)?;
     if let Some(dir) = &args.output_dir {
         let meta = std::fs::metadata(dir)
@@ -133,6 +134,12 @@ impl Report {
     fn print(&self, o: &SignOutcome) {
         if !self.text {
             return;
+        }
+        for stale in &o.stale_removed {
+            eprintln!(
+                "rpm-verity: note: removed {}, left by an interrupted run",
+                render::escape(stale)
+            );
         }
         if o.status == SignStatus::Error {
             eprintln!("rpm-verity: error: {}", render::escape(&line(o)));
