@@ -136,9 +136,10 @@ fn print_package(p: &PackageReport) {
 
 fn sizes_line(s: &Sizes) -> String {
     format!(
-        "{} entries ({} regular, {} dirs, {} symlinks, {} other), payload {}, \
+        "{} {} ({} regular, {} dirs, {} symlinks, {} other), payload {}, \
          signatures +{} B ({:.3}% of {}), Merkle trees {} ({:.2}% of payload)",
         s.entries,
+        if s.entries == 1 { "entry" } else { "entries" },
         s.regular_files,
         s.directories,
         s.symlinks,

@@ -26,7 +26,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|p| show::show_package(p))
         .collect();
     if args.json.json {
-        render::print_json(&serde_json::json!({ "packages": results }))?;
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            packages: &'a [ShownPackage],
+        }
+        render::print_json(&Doc { packages: &results })?;
     } else {
         for p in &results {
             print_text(p);
