@@ -11,6 +11,7 @@ mod cmd;
 mod manpage;
 mod remote;
 mod render;
+mod svg;
 mod util;
 
 /// The exit codes every command shares; commands with more say so in their own help.
@@ -79,6 +80,10 @@ enum Command {
     Keyring(cmd::keyring::Args),
     /// Show kernel fs-verity support, keyring contents and a path's filesystem support.
     Status(cmd::status::Args),
+    /// Show each file's fs-verity signature in packages: signer, hash, key (not checked).
+    Show(cmd::show::Args),
+    /// What signing adds to packages and what fs-verity stores at install, without signing.
+    Report(cmd::report::Args),
     /// Run the remote signing service.
     Serve(cmd::serve::Args),
     /// Print the help of rpm-verity or of a command (`help sign`, `help keyring load`).
@@ -122,6 +127,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => cmd::audit::run(a),
         Command::Keyring(a) => cmd::keyring::run(a),
         Command::Status(a) => cmd::status::run(a),
+        Command::Show(a) => cmd::show::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Help(a) => help(&a.command),
     }

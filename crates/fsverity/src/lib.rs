@@ -22,8 +22,8 @@ pub use params::{
     parse_hex_salt, Error, Params, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_SALT_SIZE,
 };
 pub use tree::{
-    digest_bytes, digest_file, digest_reader, open_regular_file, DigestBuilder, Finished,
-    MerkleTree, Threads,
+    digest_bytes, digest_file, digest_reader, open_regular_file, tree_size, DigestBuilder,
+    Finished, MerkleTree, Threads,
 };
 
 /// Hash algorithms fs-verity defines (`FS_VERITY_HASH_ALG_*`).

@@ -197,6 +197,22 @@ impl std::fmt::Debug for MerkleTree {
     }
 }
 
+/// Bytes of the Merkle tree fs-verity stores for a file of `data_size` bytes: as many levels
+/// as it takes to come down to one block, each level's hashes rounded up to whole blocks; 0 for
+/// a file of at most one block (its root hash is the hash of that block). The same number
+/// [`MerkleTree::len`] gives once a tree is built, known without reading the file.
+pub fn tree_size(params: &Params, data_size: u64) -> u64 {
+    let block = u64::from(params.block_size());
+    let per_block = params.hashes_per_block() as u64;
+    let mut blocks = data_size.div_ceil(block);
+    let mut total = 0;
+    while blocks > 1 {
+        blocks = blocks.div_ceil(per_block);
+        total += blocks * block;
+    }
+    total
+}
+
 /// Everything a finished computation yields.
 #[derive(Debug)]
 pub struct Finished {
@@ -968,6 +984,32 @@ mod tests {
         // 17090 data blocks -> 134 leaf-level tree blocks -> 2 blocks -> 1 block -> root.
         assert_eq!(tree.level_count(), 3);
         assert_eq!(tree.len(), (134 + 2 + 1) * 4096);
+    }
+
+    /// The size computed from the length alone equals the tree actually built.
+    #[test]
+    fn tree_size_matches_built_tree() {
+        for p in [Params::default(), params(Sha512, 1024, &[])] {
+            let bs = p.block_size() as usize;
+            for len in [
+                0,
+                1,
+                bs,
+                bs + 1,
+                2 * bs,
+                300_001,
+                bs * (p.hashes_per_block() + 1),
+            ] {
+                let mut b = DigestBuilder::new(&p).with_tree_output();
+                b.update(&vec![7u8; len]);
+                let tree = b.finish_all().unwrap().tree.unwrap();
+                assert_eq!(tree_size(&p, len as u64), tree.len(), "{p:?} {len}");
+            }
+        }
+        assert_eq!(
+            tree_size(&Params::default(), 70_000_000),
+            (134 + 2 + 1) * 4096
+        );
     }
 
     #[test]

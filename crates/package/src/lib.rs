@@ -11,6 +11,8 @@
 
 pub mod digest;
 pub mod output;
+pub mod report;
+pub mod show;
 pub mod sign;
 pub mod signatures;
 pub mod verify;
