@@ -28,6 +28,8 @@ named_enum! {
         NotEnabled = "NOT-ENABLED",
         Modified = "MODIFIED",
         Swapped = "SWAPPED",
+        /// More hard links than the package explains.
+        Hardlinked = "HARDLINKED",
         Corrupted = "CORRUPTED",
         Missing = "MISSING",
         Unsigned = "UNSIGNED",
@@ -252,6 +254,9 @@ fn audit_one(
         Ok(o) => o,
         Err(e) => return open_failure(e, sig),
     };
+    if let Some(why) = f.unexplained_links(opened.stat.st_nlink as u64) {
+        return Outcome::because(Status::Hardlinked, why);
+    }
     let file = &opened.file;
     match linux::is_verity(file.as_fd()) {
         Ok(true) => audit_verity_file(ctx, file, path, sig),
@@ -385,6 +390,7 @@ mod tests {
                 flags: 0,
                 size: 1,
                 signature: signed.then(|| vec![1]),
+                links: 1,
             }],
         }
     }

@@ -33,6 +33,8 @@ named_enum! {
         WouldEnable = "WOULD-ENABLE",
         Unsupported = "UNSUPPORTED",
         Modified = "MODIFIED",
+        /// More hard links than the package explains: refused, nothing changed.
+        Hardlinked = "HARDLINKED",
         Swapped = "SWAPPED",
         Missing = "MISSING",
         Busy = "BUSY",
@@ -334,6 +336,9 @@ fn enable_one(ctx: &EnableContext, job: &FileJob) -> Outcome {
         Ok(o) => o,
         Err(e) => return open_failure(e, job.sig),
     };
+    if let Some(why) = job.file.unexplained_links(opened.stat.st_nlink as u64) {
+        return Outcome::because(Status::Hardlinked, format!("{why}; refused"));
+    }
     let file = &opened.file;
     let dev = opened.stat.st_dev;
     if let Some(fs) = ctx.unsupported.lock().unwrap().get_mut(&dev) {
@@ -349,7 +354,7 @@ fn enable_one(ctx: &EnableContext, job: &FileJob) -> Outcome {
     if ctx.dry_run || ctx.missing_signers.lock().unwrap().contains(&signer) {
         return userspace(ctx, file, job, &signer);
     }
-    if !ctx.kernel_checks_signatures {
+    if !ctx.kernel_checks_signatures && can_do_verity(file) {
         if let Some(refused) = precheck(ctx, file, job) {
             return refused;
         }
@@ -384,6 +389,13 @@ fn open_failure(e: ResolveError, sig: &[u8]) -> Outcome {
         }
         e => Outcome::because(Status::Error, e.to_string()),
     }
+}
+
+/// Whether the file's filesystem (and the kernel) can do fs-verity at all: FS_IOC_MEASURE_VERITY
+/// on a file without verity answers ENODATA there, ENOTTY/EOPNOTSUPP elsewhere. Where it cannot,
+/// enabling fails anyway, and checking the content first would only cost a read.
+fn can_do_verity(file: &File) -> bool {
+    !matches!(linux::measure_verity(file.as_fd()), Err(e) if e.is_unsupported())
 }
 
 /// A kernel without built-in signatures would store the package's signature without checking
@@ -593,6 +605,7 @@ mod tests {
             flags,
             size: 1,
             signature: signed.then(|| vec![1, 2, 3]),
+            links: 1,
         }
     }
 
