@@ -48,7 +48,14 @@ fn trigger_without_proc_says_so_and_fails() {
     assert!(!root.join("proc").exists());
     run(Command::new("rpmdb").args(["--root", s(&root), "--dbpath", "/var/lib/rpm", "--initdb"]));
     let out = Command::new("rpm")
-        .args(["--root", s(&root), "--dbpath", "/var/lib/rpm", "-i", "--nodeps"])
+        .args([
+            "--root",
+            s(&root),
+            "--dbpath",
+            "/var/lib/rpm",
+            "-i",
+            "--nodeps",
+        ])
         .args(["--define", "__transaction_fsverity %{nil}"])
         .arg(&rv_rpm)
         .arg(&pkg)
@@ -72,6 +79,9 @@ fn trigger_without_proc_says_so_and_fails() {
         "{all}"
     );
     // Both packages are installed all the same: the trigger never undoes a transaction.
-    assert!(Path::new(&root.join("usr/share/payload/data")).is_file(), "{all}");
+    assert!(
+        Path::new(&root.join("usr/share/payload/data")).is_file(),
+        "{all}"
+    );
     assert!(root.join("usr/bin/rpm-verity").is_file(), "{all}");
 }

@@ -224,7 +224,10 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
         ("unsigned-rv-enable-nocert", "files"),
     ] {
         let (st, why) = status_of(name, key, 1);
-        assert!(st != "OK" && st != "ALREADY" && st != "ENABLED", "{name}: {st} {why}");
+        assert!(
+            st != "OK" && st != "ALREADY" && st != "ENABLED",
+            "{name}: {st} {why}"
+        );
         assert!(why.contains("enabled without a signature"), "{name}: {why}");
     }
 
