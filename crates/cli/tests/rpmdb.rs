@@ -443,3 +443,99 @@ fn hostile_rpmdbs_and_roots() {
         .collect();
     assert_eq!(before, after, "files outside the root were touched");
 }
+
+/// A file with more hard links than its package gives it (a link from outside the root, say)
+/// is refused by `enable` (enabling would make the other name read-only too) and reported by
+/// `audit`; the package's own hardlink sets are fine.
+#[test]
+fn hardlinks_the_package_does_not_explain() {
+    let td = tempfile::tempdir().unwrap();
+    let t = td.path();
+    let (key, cert) = make_cert(t, "signer");
+    let rpm = verity_test_support::rpmbuild::build_rpm_custom(
+        t,
+        "links",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/usr/lib/links\n\
+         head -c 9000 /dev/urandom > %{buildroot}/usr/lib/links/a\n\
+         ln %{buildroot}/usr/lib/links/a %{buildroot}/usr/lib/links/b\n\
+         head -c 7000 /dev/urandom > %{buildroot}/usr/lib/links/c\n",
+        "%dir /usr/lib/links\n/usr/lib/links/a\n/usr/lib/links/b\n/usr/lib/links/c\n",
+    );
+    run(Command::new(bin())
+        .args(["sign", "--key", s(&key), "--cert", s(&cert)])
+        .arg(&rpm));
+    let root = t.join("root");
+    install_into(&root, &[&rpm]);
+    let dir = root.join("usr/lib/links");
+    let (r, c) = (s(&root), s(&cert));
+    let dry = || {
+        rv(&[
+            "enable",
+            "--root",
+            r,
+            "--all",
+            "--dry-run",
+            "--cert",
+            c,
+            "--json",
+        ])
+    };
+
+    let o = dry();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let st = statuses(&json(&o), "files");
+    assert!(st.values().all(|(s, _)| s == "WOULD-ENABLE"), "{st:?}");
+    assert_eq!(st.len(), 3, "{st:?}");
+
+    // c gets a second name outside the root, the set {a, b} a third member.
+    let outside = t.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::hard_link(dir.join("c"), outside.join("c")).unwrap();
+    std::fs::hard_link(dir.join("a"), outside.join("a")).unwrap();
+    let o = dry();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let doc = json(&o);
+    let st = statuses(&doc, "files");
+    for p in ["/usr/lib/links/a", "/usr/lib/links/b", "/usr/lib/links/c"] {
+        assert_eq!(st[p].0, "HARDLINKED", "{p}: {doc}");
+    }
+    let detail = |doc: &serde_json::Value, key: &str, p: &str| {
+        doc[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == p)
+            .map(|f| f["detail"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let why = detail(&doc, "files", "/usr/lib/links/c");
+    assert!(
+        why.starts_with("has 2 hard links but its package gives it 1 name: ")
+            && why.ends_with("; refused"),
+        "{why}"
+    );
+    let why = detail(&doc, "files", "/usr/lib/links/a");
+    assert!(
+        why.contains("has 3 hard links but its package gives it 2 names"),
+        "{why}"
+    );
+
+    // A real enable refuses them before trying (the rest: this filesystem has no verity).
+    let o = rv(&["enable", "--root", r, "--all", "--cert", c]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("HARDLINKED   /usr/lib/links/c: has 2 hard links"),
+        "{}",
+        text(&o)
+    );
+
+    let o = rv(&["audit", "--root", r, "--cert", c, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let doc = json(&o);
+    let st = statuses(&doc, "findings");
+    assert_eq!(st["/usr/lib/links/c"].0, "HARDLINKED", "{doc}");
+    assert!(detail(&doc, "findings", "/usr/lib/links/c").contains("shares this inode"));
+    assert_eq!(doc["summary"]["HARDLINKED"], 3, "{doc}");
+}

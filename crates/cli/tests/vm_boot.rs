@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -92,65 +92,6 @@ fn copy_libs(exe: &Path, root: &Path) {
         fs::create_dir_all(dst.parent().unwrap()).unwrap();
         run(Command::new("cp").arg("-L").arg(word).arg(&dst));
     }
-}
-
-fn spec_version(spec: &Path) -> String {
-    let text = fs::read_to_string(spec).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Version:"))
-        .expect("Version: in the spec")
-        .trim()
-        .to_string()
-}
-
-/// rpm-verity's own package from dist/rpm-verity.spec, built by rpmbuild around the binary
-/// under test (the spec's `rpm_verity_binary` switch), from a source tarball of the repo's
-/// files the spec installs.
-fn build_rpm_verity_package(t: &Path, stripped_bin: &Path) -> PathBuf {
-    let repo = repo_root();
-    let spec = repo.join("dist/rpm-verity.spec");
-    let version = spec_version(&spec);
-    let top = t.join("rpmbuild");
-    let src = t.join("src").join(format!("rpm-verity-{version}"));
-    for d in ["SOURCES", "SPECS"] {
-        fs::create_dir_all(top.join(d)).unwrap();
-    }
-    fs::create_dir_all(src.join("docs")).unwrap();
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(repo.join("dist"))
-        .arg(&src));
-    for doc in ["docs/runtime.md", "docs/serve.md"] {
-        fs::copy(repo.join(doc), src.join(doc)).unwrap();
-    }
-    fs::copy(repo.join("README.md"), src.join("README.md")).unwrap();
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(t.join("src"))
-        .arg("-czf")
-        .arg(top.join(format!("SOURCES/rpm-verity-{version}.tar.gz")))
-        .arg(format!("rpm-verity-{version}")));
-    let mut cmd = Command::new("rpmbuild");
-    cmd.arg("-bb")
-        .arg("--quiet")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg(format!("rpm_verity_binary {}", stripped_bin.display()));
-    for d in [
-        "_binary_payload w1.zstdio",
-        "__os_install_post %{nil}",
-        "__arch_install_post %{nil}",
-        "_build_id_links none",
-        "debug_package %{nil}",
-    ] {
-        cmd.arg("--define").arg(d);
-    }
-    cmd.args(["--nodeps", "--target", "x86_64"]).arg(&spec);
-    run(&mut cmd);
-    let rpm = top.join(format!("RPMS/x86_64/rpm-verity-{version}-1.x86_64.rpm"));
-    assert!(rpm.is_file(), "rpmbuild did not produce {}", rpm.display());
-    rpm
 }
 
 /// `STEP name rc=N: output` and `JSON name {...}` lines from a guest.
@@ -287,7 +228,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
         .arg("-o")
         .arg(&stripped)
         .arg(bin()));
-    let rv_rpm = build_rpm_verity_package(t, &stripped);
+    let rv_rpm = support::build_rpm_verity_package(t, &stripped);
 
     // --- a package signed by `rpm-verity sign` ----------------------------------------------------
     let stage = t.join("stage");

@@ -197,6 +197,40 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     assert!(out.contains("7 unsupported"), "{out}");
     s.rc("tampered", 0);
 
+    // three.bin, replaced by other content and verity-enabled without a signature: MODIFIED
+    // with the certificate, and without one at least never OK/ALREADY.
+    s.rc("unsigned-enable", 0);
+    let status_of = |name: &str, key: &str, rc: i32| -> (String, String) {
+        let doc = s.json(name, rc);
+        let f = doc[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == "/usr/lib/beta/three.bin")
+            .unwrap_or_else(|| panic!("{name}: {doc}"))
+            .clone();
+        (
+            f["status"].as_str().unwrap().to_string(),
+            f["detail"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (st, why) = status_of("unsigned-audit", "findings", 1);
+    assert_eq!(st, "MODIFIED", "{why}");
+    assert!(why.contains("verity is on"), "{why}");
+    let (st, why) = status_of("unsigned-rv-enable", "files", 1);
+    assert_eq!(st, "MODIFIED", "{why}");
+    for (name, key) in [
+        ("unsigned-audit-nocert", "findings"),
+        ("unsigned-rv-enable-nocert", "files"),
+    ] {
+        let (st, why) = status_of(name, key, 1);
+        assert!(
+            st != "OK" && st != "ALREADY" && st != "ENABLED",
+            "{name}: {st} {why}"
+        );
+        assert!(why.contains("enabled without a signature"), "{name}: {why}");
+    }
+
     // --- between boots: overwrite block 5 of data.bin in the image ------------------------------
     let bmap = run(Command::new("debugfs")
         .arg("-R")

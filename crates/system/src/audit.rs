@@ -1,10 +1,11 @@
 //! `audit`: `rpm -V` for fs-verity. For every signed installed file that `enable` would
 //! handle: is verity on, with the package's signature, and does every block still read?
 //!
-//! Verity files are not re-hashed: the stored signature (FS_IOC_READ_VERITY_METADATA) and the
-//! measured digest (FS_IOC_MEASURE_VERITY) say what the file is, and reading it through makes
-//! the kernel check each block (EIO at a tampered one). Only files without verity are hashed in
-//! user space.
+//! Verity files are not re-hashed: the measured digest (FS_IOC_MEASURE_VERITY) must be the one
+//! the package signed, shown by a configured certificate or, on a kernel that checks built-in
+//! signatures, by the stored signature (FS_IOC_READ_VERITY_METADATA) being the package's
+//! ([`check::verity_verdict`]); reading the file through makes the kernel check each block (EIO
+//! at a tampered one). Only files without verity are hashed in user space.
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -14,7 +15,7 @@ use fsverity::linux::{self, MeasureError, OpenError};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::check::{self, ContentCheck, ReadFailure, VerityVerdict};
+use crate::check::{self, ContentCheck, ReadFailure, Trust, VerityVerdict};
 use crate::installed::{self, InstalledFile, InstalledPackage, InstalledSystem, NotInstalled};
 use crate::outcome::{self, named_enum, FileOutcome, FileRef, Finding, RunVerdict};
 use crate::root::ResolveError;
@@ -27,6 +28,8 @@ named_enum! {
         NotEnabled = "NOT-ENABLED",
         Modified = "MODIFIED",
         Swapped = "SWAPPED",
+        /// More hard links than the package explains.
+        Hardlinked = "HARDLINKED",
         Corrupted = "CORRUPTED",
         Missing = "MISSING",
         Unsigned = "UNSIGNED",
@@ -90,6 +93,9 @@ pub struct AuditOptions {
     /// Whether the running kernel has fs-verity (`None`: cannot tell). Without it no file can
     /// be enabled, and the advice to run `enable` is left out.
     pub kernel_fs_verity: Option<bool>,
+    /// Whether the kernel checks built-in signatures ([`linux::builtin_signatures`]). Without
+    /// that, a stored signature proves nothing and only a configured certificate can vouch.
+    pub kernel_checks_signatures: bool,
 }
 
 /// The audited files of one package, counted by status (`rpm -V` users read per package).
@@ -135,6 +141,16 @@ struct AuditContext<'a> {
     sys: &'a InstalledSystem,
     sig_owner: HashMap<&'a [u8], String>,
     opts: AuditOptions,
+}
+
+impl AuditContext<'_> {
+    fn trust(&self) -> Trust<'_> {
+        Trust {
+            certs: &self.sys.trusted.certs,
+            kernel_checks_signatures: self.opts.kernel_checks_signatures,
+            sig_owner: &self.sig_owner,
+        }
+    }
 }
 
 /// Audits every file of `plan`, `jobs` at a time; `on_file` sees each file's size as it is
@@ -238,6 +254,9 @@ fn audit_one(
         Ok(o) => o,
         Err(e) => return open_failure(e, sig),
     };
+    if let Some(why) = f.unexplained_links(opened.stat.st_nlink as u64) {
+        return Outcome::because(Status::Hardlinked, why);
+    }
     let file = &opened.file;
     match linux::is_verity(file.as_fd()) {
         Ok(true) => audit_verity_file(ctx, file, path, sig),
@@ -271,8 +290,7 @@ fn open_failure(e: ResolveError, sig: &[u8]) -> Outcome {
 /// Verity is on: what the file says about itself, then (unless told not to) a read-through
 /// that makes the kernel check every block.
 fn audit_verity_file(ctx: &AuditContext, file: &File, path: &str, sig: &[u8]) -> Outcome {
-    let trusted = &ctx.sys.trusted.certs;
-    let verdict = match check::check_verity_file(file, sig, &ctx.sig_owner, path, trusted) {
+    let verdict = match check::check_verity_file(file, sig, path, &ctx.trust()) {
         Ok(v) => v,
         Err(MeasureError::CertNotInKeyring) => {
             return Outcome::because(
@@ -372,6 +390,7 @@ mod tests {
                 flags: 0,
                 size: 1,
                 signature: signed.then(|| vec![1]),
+                links: 1,
             }],
         }
     }

@@ -128,10 +128,10 @@ pub fn signer_of(sig: &[u8]) -> String {
 }
 
 /// What a file that already has fs-verity on says about itself.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum VerityVerdict {
-    /// Its stored built-in signature is the package's (the kernel checked it against the
-    /// content when the file was opened), or its measured digest verifies with a trusted cert.
+    /// Its measured digest verifies with the package's signature and a configured certificate,
+    /// or the kernel checked its stored signature, the package's, against a loaded one.
     Good(fsverity::FileDigest),
     /// It carries the signature of another installed file: content swapped by rename.
     Swapped {
@@ -140,18 +140,80 @@ pub enum VerityVerdict {
     },
     /// Its digest is not the one the package signed.
     Modified(fsverity::FileDigest),
-    /// Verity is on but neither the stored signature nor a trusted cert can tell.
+    /// Verity is on but neither a certificate nor the kernel can tell whether its digest is
+    /// the one the package signed.
     Unverifiable(fsverity::FileDigest, String),
 }
 
-/// Checks a verity file without re-hashing it: FS_IOC_READ_VERITY_METADATA for the stored
-/// signature, FS_IOC_MEASURE_VERITY for the digest.
+/// What a verdict on a verity file may rely on besides the file itself.
+pub struct Trust<'a> {
+    /// Certificates configured for user-space checks (`--cert` or the certificate directory).
+    pub certs: &'a [verity_signing::Certificate],
+    /// Whether the kernel checks built-in signatures (CONFIG_FS_VERITY_BUILTIN_SIGNATURES):
+    /// then a file whose stored signature is the package's could only be opened because the
+    /// kernel verified that signature over the file's digest with a loaded certificate.
+    /// Without it the kernel keeps any signature unchecked, and it proves nothing.
+    pub kernel_checks_signatures: bool,
+    /// Signature bytes → the installed file that carries them.
+    pub sig_owner: &'a HashMap<&'a [u8], String>,
+}
+
+/// The verdict on a verity file from its measured digest (FS_IOC_MEASURE_VERITY), the
+/// signature stored with it (`None`: enabled without one) and the package's signature for it.
+/// The measured digest decides: it must be the digest the package signed, which a configured
+/// certificate shows in user space whatever the kernel does. Only when no configured
+/// certificate can tell does a stored signature count, and only on a kernel that checks it.
+pub fn verity_verdict(
+    measured: &fsverity::FileDigest,
+    stored: Option<&[u8]>,
+    expected: &[u8],
+    self_path: &str,
+    trust: &Trust,
+) -> VerityVerdict {
+    let digest = measured.clone();
+    // Another installed file's signature, vouched for by the kernel or by a certificate.
+    let swapped_with = || {
+        let other = trust.sig_owner.get(stored?)?;
+        let vouched = trust.kernel_checks_signatures
+            || matches!(
+                check_digest(stored?, measured, trust.certs),
+                ContentCheck::Matches(_)
+            );
+        (other != self_path && vouched).then(|| other.clone())
+    };
+    match check_digest(expected, measured, trust.certs) {
+        ContentCheck::Matches(_) => VerityVerdict::Good(digest),
+        ContentCheck::Differs => match swapped_with() {
+            Some(other) => VerityVerdict::Swapped { other, digest },
+            None => VerityVerdict::Modified(digest),
+        },
+        ContentCheck::Unverifiable(why) => {
+            if trust.kernel_checks_signatures && stored == Some(expected) {
+                return VerityVerdict::Good(digest);
+            }
+            if let Some(other) = swapped_with() {
+                return VerityVerdict::Swapped { other, digest };
+            }
+            let why = match (stored, trust.kernel_checks_signatures) {
+                (None, _) => format!("verity was enabled without a signature, and {why}"),
+                (Some(_), false) => format!(
+                    "this kernel does not check built-in signatures \
+                     (no CONFIG_FS_VERITY_BUILTIN_SIGNATURES), and {why}"
+                ),
+                (Some(_), true) => why,
+            };
+            VerityVerdict::Unverifiable(digest, why)
+        }
+    }
+}
+
+/// Checks a verity file without re-hashing it: FS_IOC_MEASURE_VERITY for the digest,
+/// FS_IOC_READ_VERITY_METADATA for the stored signature, then [`verity_verdict`].
 pub fn check_verity_file(
     file: &File,
     expected: &[u8],
-    sig_owner: &HashMap<&[u8], String>,
     self_path: &str,
-    trusted: &[verity_signing::Certificate],
+    trust: &Trust,
 ) -> Result<VerityVerdict, fsverity::linux::MeasureError> {
     use fsverity::linux;
     let digest = linux::measure_verity(file.as_fd())?.ok_or(linux::MeasureError::NoMetadata)?;
@@ -160,22 +222,120 @@ pub fn check_verity_file(
         Err(linux::MeasureError::NoMetadata) => None,
         Err(e) => return Err(e),
     };
-    if let Some(stored) = &stored {
-        if stored.as_slice() == expected {
-            return Ok(VerityVerdict::Good(digest));
-        }
-        if let Some(other) = sig_owner.get(stored.as_slice()) {
-            if other != self_path {
-                return Ok(VerityVerdict::Swapped {
-                    other: other.clone(),
-                    digest,
-                });
+    Ok(verity_verdict(
+        &digest,
+        stored.as_deref(),
+        expected,
+        self_path,
+        trust,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fsverity::{FileDigest, HashAlgorithm};
+    use verity_signing::LocalSigner;
+
+    fn signer(dir: &std::path::Path) -> LocalSigner {
+        let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=verdict test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        LocalSigner::from_files(&key, &cert, None).unwrap()
+    }
+
+    fn digest(byte: u8) -> FileDigest {
+        FileDigest::new(HashAlgorithm::Sha256, &[byte; 32]).unwrap()
+    }
+
+    /// The case a kernel without CONFIG_FS_VERITY_BUILTIN_SIGNATURES makes possible: the
+    /// package's signature stored with a file whose content (measured digest) is another. The
+    /// stored signature must count for nothing there, and a configured certificate must win
+    /// over it whatever the kernel says.
+    #[test]
+    fn a_measured_digest_the_package_did_not_sign_is_never_good() {
+        let d = tempfile::tempdir().unwrap();
+        let s = signer(d.path());
+        let certs = [s.certificate().clone()];
+        let (signed, other, tampered) = (digest(1), digest(2), digest(3));
+        let sig = s.sign_digest(&signed).unwrap();
+        let other_sig = s.sign_digest(&other).unwrap();
+        let owners: HashMap<&[u8], String> = [
+            (sig.as_slice(), "/usr/bin/a".to_string()),
+            (other_sig.as_slice(), "/usr/bin/b".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let trust = |certs, kernel| Trust {
+            certs,
+            kernel_checks_signatures: kernel,
+            sig_owner: &owners,
+        };
+        let verdict = |measured: &FileDigest, stored: Option<&[u8]>, t: &Trust| {
+            verity_verdict(measured, stored, &sig, "/usr/bin/a", t)
+        };
+
+        // Stub kernel, package's signature stored over tampered content.
+        let v = verdict(&tampered, Some(&sig), &trust(&[], false));
+        assert!(
+            matches!(&v, VerityVerdict::Unverifiable(_, why) if why.contains("does not check")),
+            "{v:?}"
+        );
+        for kernel in [false, true] {
+            let v = verdict(&tampered, Some(&sig), &trust(&certs, kernel));
+            assert_eq!(
+                v,
+                VerityVerdict::Modified(tampered.clone()),
+                "kernel {kernel}"
+            );
+            // Enabled without a signature.
+            let v = verdict(&tampered, None, &trust(&certs, kernel));
+            assert_eq!(
+                v,
+                VerityVerdict::Modified(tampered.clone()),
+                "kernel {kernel}"
+            );
+            let v = verdict(&tampered, None, &trust(&[], kernel));
+            assert!(
+                matches!(&v, VerityVerdict::Unverifiable(_, why) if why.contains("without a signature")),
+                "{v:?}"
+            );
+            // The real content is good with a certificate, signature stored or not.
+            for stored in [None, Some(sig.as_slice())] {
+                let v = verdict(&signed, stored, &trust(&certs, kernel));
+                assert_eq!(v, VerityVerdict::Good(signed.clone()));
             }
         }
+        // Only a kernel that checked the stored signature can vouch without a certificate.
+        let v = verdict(&signed, Some(&sig), &trust(&[], true));
+        assert_eq!(v, VerityVerdict::Good(signed.clone()));
+
+        // Another file's signature: swapped when a certificate or the kernel says it fits.
+        let swapped = VerityVerdict::Swapped {
+            other: "/usr/bin/b".into(),
+            digest: other.clone(),
+        };
+        assert_eq!(
+            verdict(&other, Some(&other_sig), &trust(&certs, false)),
+            swapped
+        );
+        assert_eq!(
+            verdict(&other, Some(&other_sig), &trust(&[], true)),
+            swapped
+        );
+        let v = verdict(&other, Some(&other_sig), &trust(&[], false));
+        assert!(matches!(v, VerityVerdict::Unverifiable(..)), "{v:?}");
+        // ... and merely modified when that signature does not fit the content either.
+        let v = verdict(&tampered, Some(&other_sig), &trust(&certs, false));
+        assert_eq!(v, VerityVerdict::Modified(tampered.clone()));
     }
-    Ok(match check_digest(expected, &digest, trusted) {
-        ContentCheck::Matches(_) => VerityVerdict::Good(digest),
-        ContentCheck::Differs => VerityVerdict::Modified(digest),
-        ContentCheck::Unverifiable(why) => VerityVerdict::Unverifiable(digest, why),
-    })
 }

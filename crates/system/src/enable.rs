@@ -2,8 +2,12 @@
 //! rpm's fsverity plugin meant to but cannot (it passes its O_WRONLY fd: ETXTBSY/EBADF).
 //!
 //! Each file is opened O_RDONLY|O_NOFOLLOW strictly inside the root, enabled with its signature
-//! (so the kernel checks it: EKEYREJECTED = the content changed), and its mtime/atime are put
-//! back (ext4 sets mtime to now, which `rpm -V` would report).
+//! (so a kernel with built-in signatures checks it: EKEYREJECTED = the content changed), and its
+//! mtime/atime are put back (ext4 sets mtime to now, which `rpm -V` would report). The verdict
+//! never rests on the kernel alone: a kernel without CONFIG_FS_VERITY_BUILTIN_SIGNATURES stores
+//! any signature unchecked, so there the content is checked against a configured certificate
+//! before enabling, and after enabling the measured digest must be the one the package signed
+//! ([`check::verity_verdict`]).
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead};
@@ -16,7 +20,7 @@ use fsverity::linux::{self, EnableError, MeasureError, OpenError};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::check::{self, ContentCheck, VerityVerdict};
+use crate::check::{self, ContentCheck, Trust, VerityVerdict};
 use crate::installed::{self, InstalledFile, InstalledPackage, InstalledSystem, NotInstalled};
 use crate::outcome::{self, named_enum, FileOutcome, FileRef, Finding, RunVerdict};
 use crate::root::{OpenedFile, ResolveError};
@@ -29,6 +33,8 @@ named_enum! {
         WouldEnable = "WOULD-ENABLE",
         Unsupported = "UNSUPPORTED",
         Modified = "MODIFIED",
+        /// More hard links than the package explains: refused, nothing changed.
+        Hardlinked = "HARDLINKED",
         Swapped = "SWAPPED",
         Missing = "MISSING",
         Busy = "BUSY",
@@ -227,10 +233,22 @@ impl EnableReport {
 }
 
 /// Shared by the workers of one run.
+impl EnableContext<'_> {
+    fn trust(&self) -> Trust<'_> {
+        Trust {
+            certs: &self.sys.trusted.certs,
+            kernel_checks_signatures: self.kernel_checks_signatures,
+            sig_owner: &self.sig_owner,
+        }
+    }
+}
+
 struct EnableContext<'a> {
     sys: &'a InstalledSystem,
     sig_owner: HashMap<&'a [u8], String>,
     dry_run: bool,
+    /// [`linux::builtin_signatures`]: whether the kernel checks the signatures it is given.
+    kernel_checks_signatures: bool,
     /// Devices whose filesystem refused verity (ENOTTY/EOPNOTSUPP): later files on them are
     /// not tried again.
     unsupported: Mutex<HashMap<u64, UnsupportedFs>>,
@@ -258,6 +276,7 @@ pub fn run(
         sys,
         sig_owner: installed::signature_owners(&sys.packages),
         dry_run: opts.dry_run,
+        kernel_checks_signatures: linux::builtin_signatures(),
         unsupported: Mutex::new(HashMap::new()),
         missing_signers: Mutex::new(HashSet::new()),
     };
@@ -317,6 +336,9 @@ fn enable_one(ctx: &EnableContext, job: &FileJob) -> Outcome {
         Ok(o) => o,
         Err(e) => return open_failure(e, job.sig),
     };
+    if let Some(why) = job.file.unexplained_links(opened.stat.st_nlink as u64) {
+        return Outcome::because(Status::Hardlinked, format!("{why}; refused"));
+    }
     let file = &opened.file;
     let dev = opened.stat.st_dev;
     if let Some(fs) = ctx.unsupported.lock().unwrap().get_mut(&dev) {
@@ -332,14 +354,13 @@ fn enable_one(ctx: &EnableContext, job: &FileJob) -> Outcome {
     if ctx.dry_run || ctx.missing_signers.lock().unwrap().contains(&signer) {
         return userspace(ctx, file, job, &signer);
     }
+    if !ctx.kernel_checks_signatures && can_do_verity(file) {
+        if let Some(refused) = precheck(ctx, file, job) {
+            return refused;
+        }
+    }
     match enable_with_retries(file, job) {
-        Ok(()) => match restore_times(&opened) {
-            Ok(()) => Outcome::new(Status::Enabled),
-            Err(e) => Outcome::because(
-                Status::Error,
-                format!("verity enabled, but restoring mtime failed: {e}"),
-            ),
-        },
+        Ok(()) => confirm_enabled(ctx, &opened, job),
         Err(EnableError::AlreadyEnabled) => already(ctx, file, job),
         Err(EnableError::CertNotInKeyring) => {
             ctx.missing_signers.lock().unwrap().insert(signer.clone());
@@ -368,6 +389,69 @@ fn open_failure(e: ResolveError, sig: &[u8]) -> Outcome {
         }
         e => Outcome::because(Status::Error, e.to_string()),
     }
+}
+
+/// Whether the file's filesystem (and the kernel) can do fs-verity at all: FS_IOC_MEASURE_VERITY
+/// on a file without verity answers ENODATA there, ENOTTY/EOPNOTSUPP elsewhere. Where it cannot,
+/// enabling fails anyway, and checking the content first would only cost a read.
+fn can_do_verity(file: &File) -> bool {
+    !matches!(linux::measure_verity(file.as_fd()), Err(e) if e.is_unsupported())
+}
+
+/// A kernel without built-in signatures would store the package's signature without checking
+/// it, enabling a modified file as readily as the real one: the content is checked in user space
+/// first, and nothing is enabled that a configured certificate does not vouch for.
+fn precheck(ctx: &EnableContext, file: &File, job: &FileJob) -> Option<Outcome> {
+    let digest = match check::userspace_digest(file, job.file.size, job.pkg.algorithm) {
+        Ok(d) => d,
+        Err(e) => return Some(Outcome::because(Status::Error, e.to_string())),
+    };
+    let refused = match check::check_digest(job.sig, &digest, &ctx.sys.trusted.certs) {
+        ContentCheck::Matches(_) => return None,
+        ContentCheck::Differs => Outcome::because(
+            Status::Modified,
+            "content does not match the package's signature; left unchanged",
+        ),
+        ContentCheck::Unverifiable(why) => Outcome::because(
+            Status::CertMissing,
+            format!(
+                "not enabled: this kernel does not check built-in signatures (no \
+                 CONFIG_FS_VERITY_BUILTIN_SIGNATURES), so the content must be checked against \
+                 a configured certificate first: {why}"
+            ),
+        ),
+    };
+    Some(refused.with_digest(digest))
+}
+
+/// Verity is on now: the verdict is what the measured digest says, not what the kernel
+/// accepted. Then mtime/atime go back.
+fn confirm_enabled(ctx: &EnableContext, opened: &OpenedFile, job: &FileJob) -> Outcome {
+    let measured = match linux::measure_verity(opened.file.as_fd()) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Outcome::because(Status::Error, "verity enabled, but not measurable"),
+        Err(e) => {
+            return Outcome::because(
+                Status::Error,
+                format!("verity enabled, but measuring it failed: {e}"),
+            )
+        }
+    };
+    let verdict = check::verity_verdict(&measured, Some(job.sig), job.sig, job.path, &ctx.trust());
+    let outcome = match verdict {
+        VerityVerdict::Good(d) => Outcome::new(Status::Enabled).with_digest(d),
+        other => verity_problem(
+            other,
+            "verity was enabled, but the measured digest is not the one the package signed",
+        ),
+    };
+    if let Err(e) = restore_times(opened) {
+        return Outcome::because(
+            Status::Error,
+            format!("verity enabled, but restoring mtime failed: {e}"),
+        );
+    }
+    outcome
 }
 
 /// ETXTBSY is usually a short-lived writer (an installer finishing up): retry for a second.
@@ -439,32 +523,35 @@ fn enable_failure(e: EnableError) -> Outcome {
 
 /// A file that is verity already: compare instead of enabling.
 fn already(ctx: &EnableContext, file: &File, job: &FileJob) -> Outcome {
-    let trusted = &ctx.sys.trusted.certs;
-    match check::check_verity_file(file, job.sig, &ctx.sig_owner, job.path, trusted) {
+    match check::check_verity_file(file, job.sig, job.path, &ctx.trust()) {
         Ok(VerityVerdict::Good(d)) => Outcome::new(Status::Already).with_digest(d),
-        Ok(VerityVerdict::Swapped { other, digest }) => Outcome::because(
-            Status::Swapped,
-            format!("verity is on, but with the signature of {other}"),
-        )
-        .with_digest(digest),
-        Ok(VerityVerdict::Modified(d)) => Outcome::because(
-            Status::Modified,
+        Ok(v) => verity_problem(
+            v,
             "verity is on, but with a digest the package did not sign",
-        )
-        .with_digest(d),
-        Ok(VerityVerdict::Unverifiable(d, why)) => Outcome::because(
-            Status::Error,
-            format!(
-                "verity is on with another signature or none, and the digest cannot be \
-                 checked: {why}"
-            ),
-        )
-        .with_digest(d),
+        ),
         Err(MeasureError::CertNotInKeyring) => Outcome::because(
             Status::CertMissing,
             "verity is on but its certificate is not in the .fs-verity keyring",
         ),
         Err(e) => Outcome::because(Status::Error, e.to_string()),
+    }
+}
+
+/// A verity file whose digest is not shown to be the package's; `modified` words that case.
+fn verity_problem(v: VerityVerdict, modified: &str) -> Outcome {
+    match v {
+        VerityVerdict::Good(d) => Outcome::new(Status::Already).with_digest(d),
+        VerityVerdict::Swapped { other, digest } => Outcome::because(
+            Status::Swapped,
+            format!("verity is on, but with the signature of {other}"),
+        )
+        .with_digest(digest),
+        VerityVerdict::Modified(d) => Outcome::because(Status::Modified, modified).with_digest(d),
+        VerityVerdict::Unverifiable(d, why) => Outcome::because(
+            Status::Error,
+            format!("verity is on, but its digest cannot be checked: {why}"),
+        )
+        .with_digest(d),
     }
 }
 
@@ -518,6 +605,7 @@ mod tests {
             flags,
             size: 1,
             signature: signed.then(|| vec![1, 2, 3]),
+            links: 1,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct InstalledFile {
     pub size: u64,
     /// The decoded PKCS#7 signature from tag 276, `None` when absent or empty.
     pub signature: Option<Vec<u8>>,
+    /// How many names the package gives this file's inode: the size of its hardlink set
+    /// (FILEINODES/FILEDEVICES), 1 for a file outside any set.
+    pub links: u32,
 }
 
 impl InstalledFile {
@@ -46,6 +49,26 @@ impl InstalledFile {
     }
     pub fn is_executable(&self) -> bool {
         self.mode & 0o111 != 0
+    }
+
+    /// Why a file with `nlink` links on disk must not be enabled: more names than the package
+    /// gives it means another name shares the inode, perhaps outside the root, and enabling
+    /// verity would make that name read-only too (and `audit` would vouch for a file someone
+    /// else can reach under any name). `None` when the package explains every link.
+    pub fn unexplained_links(&self, nlink: u64) -> Option<String> {
+        let explained = u64::from(self.links.max(1));
+        (nlink > explained).then(|| {
+            let names = if explained == 1 {
+                "1 name".to_string()
+            } else {
+                format!("{explained} names (its hardlink set)")
+            };
+            format!(
+                "has {nlink} hard links but its package gives it {names}: another name, \
+                 perhaps outside the root, shares this inode, and enabling verity would make \
+                 it read-only too"
+            )
+        })
     }
 }
 
@@ -109,6 +132,7 @@ pub fn package_from_header(hnum: i64, h: &Header) -> anyhow::Result<InstalledPac
             flags: f.flags,
             size: f.size,
             signature,
+            links: list.hardlink_set(i).map_or(1, |set| set.len() as u32),
         });
     }
     Ok(InstalledPackage {
@@ -268,5 +292,26 @@ mod tests {
         assert!(p.matches("foo-1.0-1.x86_64"));
         assert!(!p.matches("fo"));
         assert!(!p.matches("foo-1.0"));
+    }
+
+    #[test]
+    fn links_beyond_the_hardlink_set_are_unexplained() {
+        let f = |links| InstalledFile {
+            path: b"/usr/bin/a".to_vec(),
+            mode: 0o100755,
+            flags: 0,
+            size: 1,
+            signature: None,
+            links,
+        };
+        assert_eq!(f(1).unexplained_links(1), None);
+        let why = f(1).unexplained_links(2).unwrap();
+        assert!(
+            why.starts_with("has 2 hard links but its package gives it 1 name:"),
+            "{why}"
+        );
+        assert_eq!(f(3).unexplained_links(3), None);
+        let why = f(3).unexplained_links(4).unwrap();
+        assert!(why.contains("3 names (its hardlink set)"), "{why}");
     }
 }

@@ -22,9 +22,9 @@ use crate::outcome::named_enum;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringAccessError {
     #[error(
-        "this kernel has no fs-verity built-in signature support (/proc/sys/fs/verity is \
-         missing), so there is no .fs-verity keyring: it needs CONFIG_FS_VERITY=y and \
-         CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y"
+        "this kernel has no fs-verity built-in signature support \
+         (/proc/sys/fs/verity/require_signatures is missing), so there is no .fs-verity \
+         keyring: it needs CONFIG_FS_VERITY=y and CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y"
     )]
     NoKernelSupport,
     /// The keyring is invisible to other users in /proc/keys.

@@ -19,7 +19,7 @@ pub struct KernelStatus {
     pub release: Option<String>,
     /// CONFIG_FS_VERITY, when it can be told (kernel config file, ext4 feature, sysctl).
     pub fs_verity: Option<bool>,
-    /// CONFIG_FS_VERITY_BUILTIN_SIGNATURES: /proc/sys/fs/verity exists.
+    /// CONFIG_FS_VERITY_BUILTIN_SIGNATURES: /proc/sys/fs/verity/require_signatures exists.
     pub builtin_signatures: bool,
     pub keyring_present: bool,
     pub require_signatures: Option<bool>,

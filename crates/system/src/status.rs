@@ -10,7 +10,7 @@ use std::path::Path;
 use fsverity::linux::{self, KeySerial};
 use serde::Serialize;
 
-use crate::certs::unusable_reason;
+use crate::certs::{unusable_reason, DEFAULT_CERT_DIR};
 use crate::keyring::KeyringAccessError;
 use crate::probe::{self, KernelStatus, PathStatus, VeritySupport};
 
@@ -187,9 +187,14 @@ fn problems(
     let mut problems = Vec::new();
     if kernel.fs_verity == Some(false) || !kernel.builtin_signatures {
         problems.push(if kernel.fs_verity == Some(true) {
-            "the kernel has fs-verity but no built-in signatures \
-             (CONFIG_FS_VERITY_BUILTIN_SIGNATURES): signed files cannot be enabled"
-                .to_string()
+            format!(
+                "the kernel has fs-verity but no built-in signatures \
+                 (CONFIG_FS_VERITY_BUILTIN_SIGNATURES; {} is missing): it stores a file's \
+                 signature without checking it and enforces none, so a tampered file can be \
+                 enabled with a package's signature; enable and audit vouch for a file only \
+                 when a configured certificate (--cert or {DEFAULT_CERT_DIR}) verifies its digest",
+                linux::REQUIRE_SIGNATURES_SYSCTL
+            )
         } else {
             "the kernel has no fs-verity built-in signature support (CONFIG_FS_VERITY, \
              CONFIG_FS_VERITY_BUILTIN_SIGNATURES): files cannot be protected here"
@@ -214,4 +219,47 @@ fn problems(
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(fs_verity: Option<bool>, builtin: bool) -> KernelStatus {
+        KernelStatus {
+            release: Some("6.1.0".into()),
+            fs_verity,
+            builtin_signatures: builtin,
+            keyring_present: builtin,
+            require_signatures: builtin.then_some(false),
+            ext4_verity: fs_verity,
+        }
+    }
+
+    fn problems_of(k: &KernelStatus) -> Vec<String> {
+        let keyring = KeyringStatus {
+            id: None,
+            error: None,
+            keys: vec![],
+        };
+        let certs = cert_dir_status(Path::new("/nonexistent-rpm-verity-certs"), &keyring);
+        problems(k, &keyring, &certs, None)
+    }
+
+    /// fs-verity without built-in signatures stores signatures unchecked: a warning, not the
+    /// claim that signed files cannot be enabled (they can, and that is the danger).
+    #[test]
+    fn a_kernel_without_builtin_signatures_is_a_warning() {
+        let p = problems_of(&kernel(Some(true), false));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("without checking it")
+                && p[0].contains("/proc/sys/fs/verity/require_signatures is missing")
+                && p[0].contains("configured certificate"),
+            "{p:?}"
+        );
+        assert!(problems_of(&kernel(Some(true), true)).is_empty());
+        let p = problems_of(&kernel(Some(false), false));
+        assert!(p[0].contains("files cannot be protected"), "{p:?}");
+    }
 }

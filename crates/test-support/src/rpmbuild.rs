@@ -244,3 +244,62 @@ pub fn install_and_export(root: &Path, rpm: &Path) -> Vec<u8> {
         .arg(rpm));
     run(Command::new("rpmdb").args(["--root", r, "--dbpath", "/var/lib/rpm", "--exportdb"])).stdout
 }
+
+pub fn spec_version(spec: &Path) -> String {
+    let text = std::fs::read_to_string(spec).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .expect("Version: in the spec")
+        .trim()
+        .to_string()
+}
+
+/// rpm-verity's own package from dist/rpm-verity.spec, built by rpmbuild around the binary
+/// under test (the spec's `rpm_verity_binary` switch), from a source tarball of the repo's
+/// files the spec installs.
+pub fn build_rpm_verity_package(t: &Path, stripped_bin: &Path) -> PathBuf {
+    let repo = crate::vm::repo_root();
+    let spec = repo.join("dist/rpm-verity.spec");
+    let version = spec_version(&spec);
+    let top = t.join("rpmbuild");
+    let src = t.join("src").join(format!("rpm-verity-{version}"));
+    for d in ["SOURCES", "SPECS"] {
+        std::fs::create_dir_all(top.join(d)).unwrap();
+    }
+    std::fs::create_dir_all(src.join("docs")).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(repo.join("dist"))
+        .arg(&src));
+    for doc in ["docs/runtime.md", "docs/serve.md"] {
+        std::fs::copy(repo.join(doc), src.join(doc)).unwrap();
+    }
+    std::fs::copy(repo.join("README.md"), src.join("README.md")).unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(t.join("src"))
+        .arg("-czf")
+        .arg(top.join(format!("SOURCES/rpm-verity-{version}.tar.gz")))
+        .arg(format!("rpm-verity-{version}")));
+    let mut cmd = Command::new("rpmbuild");
+    cmd.arg("-bb")
+        .arg("--quiet")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg("--define")
+        .arg(format!("rpm_verity_binary {}", stripped_bin.display()));
+    for d in [
+        "_binary_payload w1.zstdio",
+        "__os_install_post %{nil}",
+        "__arch_install_post %{nil}",
+        "_build_id_links none",
+        "debug_package %{nil}",
+    ] {
+        cmd.arg("--define").arg(d);
+    }
+    cmd.args(["--nodeps", "--target", "x86_64"]).arg(&spec);
+    run(&mut cmd);
+    let rpm = top.join(format!("RPMS/x86_64/rpm-verity-{version}-1.x86_64.rpm"));
+    assert!(rpm.is_file(), "rpmbuild did not produce {}", rpm.display());
+    rpm
+}

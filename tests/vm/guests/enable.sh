@@ -44,6 +44,14 @@ if [ "$phase" = first ]; then
     cd /mnt/usr/bin && cp alpha-tool /tmp/t && rm alpha-tool && cp /tmp/t alpha-tool
     cd /
     step tampered true
+    # The new three.bin verity-enabled WITHOUT a signature (require_signatures=0 allows it):
+    # verity on, digest not the package's. Never OK/ALREADY, whatever the stored signature.
+    echo 0 > /proc/sys/fs/verity/require_signatures
+    step unsigned-enable fsverity enable /mnt/usr/lib/beta/three.bin
+    step unsigned-audit $RV audit --root /mnt --cert $D/cert.pem --json
+    step unsigned-audit-nocert $RV audit --root /mnt --json
+    step unsigned-rv-enable $RV enable --root /mnt --cert $D/cert.pem --json /usr/lib/beta/three.bin
+    step unsigned-rv-enable-nocert $RV enable --root /mnt --json /usr/lib/beta/three.bin
 else
     step keys cat /proc/keys
     step audit-nocert $RV audit --root /mnt --cert $D/cert.pem

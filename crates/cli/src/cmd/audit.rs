@@ -38,6 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         read: !args.no_read,
         jobs: o.jobs.count(),
         kernel_fs_verity: verity_system::probe::kernel_status().fs_verity,
+        kernel_checks_signatures: fsverity::linux::builtin_signatures(),
     };
     let report = audit::run(&sys, plan, opts, &|size| pb.inc(size))?;
     pb.finish_and_clear();

@@ -225,12 +225,21 @@ pub fn set_require_signatures(on: bool) -> Result<(), SysctlError> {
         .map_err(SysctlError::from_write_error)
 }
 
+/// Whether the running kernel checks built-in signatures (CONFIG_FS_VERITY_BUILTIN_SIGNATURES):
+/// `/proc/sys/fs/verity/require_signatures` exists. When it does not, a signature passed to
+/// [`enable_verity`] is stored unchecked, and a verity file's stored signature proves nothing.
+pub fn builtin_signatures() -> bool {
+    Path::new(REQUIRE_SIGNATURES_SYSCTL).exists()
+}
+
 /// What the running kernel offers, without touching any file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSupport {
-    /// /proc/sys/fs/verity exists: fs-verity with built-in signatures is compiled in.
-    /// (A kernel with CONFIG_FS_VERITY but no built-in signatures cannot be told apart from
-    /// one without fs-verity here; only an enable attempt says.)
+    /// /proc/sys/fs/verity/require_signatures exists: fs-verity with built-in signatures is
+    /// compiled in, and the kernel checks a verity file's stored signature against the
+    /// `.fs-verity` keyring before the file can be opened. Without it a stored signature is kept
+    /// but never checked. (A kernel with CONFIG_FS_VERITY but no built-in signatures cannot be
+    /// told apart from one without fs-verity here; only an enable attempt says.)
     pub builtin_signatures: bool,
     /// The `.fs-verity` keyring's serial, if it exists.
     pub keyring: Option<KeySerial>,
@@ -243,7 +252,7 @@ pub struct KernelSupport {
 
 /// Probe /proc and /sys for fs-verity support.
 pub fn kernel_support() -> KernelSupport {
-    let builtin_signatures = Path::new(sys_sysctl::VERITY_SYSCTL_DIR).is_dir();
+    let builtin_signatures = builtin_signatures();
     let keyring = fs_verity_keyring().ok();
     let require_signatures = require_signatures().ok();
     let ext4_verity = if Path::new("/sys/fs/ext4/features").is_dir() {

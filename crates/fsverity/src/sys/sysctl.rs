@@ -9,11 +9,9 @@ use std::io;
 use std::path::Path;
 
 /// Where the kernel publishes `fs.verity.require_signatures`; exists only with
-/// CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y.
+/// CONFIG_FS_VERITY_BUILTIN_SIGNATURES=y. (Its directory is not proof: from 6.6 on the kernel
+/// registers an empty /proc/sys/fs/verity whenever fs-verity is built in.)
 pub const REQUIRE_SIGNATURES_SYSCTL: &str = "/proc/sys/fs/verity/require_signatures";
-
-/// The directory that exists exactly when fs-verity with built-in signatures is compiled in.
-pub(crate) const VERITY_SYSCTL_DIR: &str = "/proc/sys/fs/verity";
 
 pub(crate) fn read_require_signatures(path: &Path) -> io::Result<String> {
     fs::read_to_string(path)
