@@ -19,6 +19,8 @@ use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
 use rpm_format::{tags, CpioReader, FileEntry, FileList, Package, PackageHeaders, PayloadSummary};
 use sha2::digest::DynDigest;
 
+use crate::select::ContentKind;
+
 /// What a long package wants to tell a progress bar. Sizes are file content bytes, what
 /// hashing costs; the payload's compression makes its own size a poor measure.
 pub trait Progress: Sync {
@@ -230,6 +232,9 @@ pub struct PackageDigests {
     pub mismatched: Vec<usize>,
     /// Bytes of file content hashed.
     pub bytes_hashed: u64,
+    /// What each header file's first bytes say it is (ELF, `#!` script), for
+    /// `sign --executables`; a hardlink set's members share the carrier's.
+    pub kinds: Vec<ContentKind>,
     /// The payload's own digests and sizes (PAYLOADDIGEST, SIZE, PAYLOADSIZE), checked at its
     /// end. Kept apart so that `verify` can still name the files a corrupt payload damaged;
     /// `sign` refuses the package.
@@ -278,6 +283,13 @@ pub fn digest_package(
     let mut mismatched = fed.mismatched;
     let sent = fed.sent;
     let bytes_hashed = fed.bytes_hashed;
+    let mut kinds = fed.kinds;
+    for set in files.hardlink_sets() {
+        let carrier = set.iter().map(|&i| kinds[i]).find(|k| k.is_executable());
+        if let Some(k) = carrier {
+            set.iter().for_each(|&i| kinds[i] = k);
+        }
+    }
 
     let digests = collect_digests(&files, sent, &reply_rx, &empty, &mut mismatched)?;
     mismatched.sort_unstable();
@@ -287,6 +299,7 @@ pub fn digest_package(
         digests,
         mismatched,
         bytes_hashed,
+        kinds,
         integrity,
     })
 }
@@ -298,6 +311,8 @@ struct Fed {
     bytes_hashed: u64,
     /// Empty files whose header digest is not the empty content's.
     mismatched: Vec<usize>,
+    /// Per header file, what its first bytes say it is.
+    kinds: Vec<ContentKind>,
 }
 
 /// Reads every file's content from the payload and hands it to the hashing pool (small files
@@ -314,6 +329,7 @@ fn feed_contents<R: BufRead>(
     let mut sent = 0usize;
     let mut bytes_hashed = 0u64;
     let mut mismatched = Vec::new();
+    let mut kinds = vec![ContentKind::Other; files.len()];
 
     while let Some(entry) = cpio.next_entry()? {
         let f = files
@@ -338,6 +354,7 @@ fn feed_contents<R: BufRead>(
             let mut data = pool.buffers.take(entry.size as usize);
             read_content(cpio, &mut data, entry.size as usize)
                 .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
+            kinds[entry.index] = ContentKind::of(&data);
             Job::Whole {
                 index: entry.index,
                 data,
@@ -353,7 +370,7 @@ fn feed_contents<R: BufRead>(
                 reply: reply_tx.clone(),
             })
             .map_err(|_| anyhow!("hashing pool stopped"))?;
-            stream_content(cpio, entry.size, pool, &chunks_tx)
+            kinds[entry.index] = stream_content(cpio, entry.size, pool, &chunks_tx)
                 .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
             sent += 1;
             continue;
@@ -366,6 +383,7 @@ fn feed_contents<R: BufRead>(
         sent,
         bytes_hashed,
         mismatched,
+        kinds,
     })
 }
 
@@ -391,12 +409,14 @@ fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> anyhow::Resu
 
 /// Feeds `size` bytes of the current entry to a streaming hash worker in chunks. On a read
 /// error the worker is told the stream was cut (an empty chunk), so it sends no digest.
+/// Returns what the content's first bytes say it is.
 fn stream_content<R: BufRead>(
     cpio: &mut CpioReader<R, &FileList>,
     size: u64,
     pool: &HashPool,
     chunks: &SyncSender<Vec<u8>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ContentKind> {
+    let mut kind = None;
     let mut left = size;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
@@ -406,11 +426,12 @@ fn stream_content<R: BufRead>(
             return Err(e.into());
         }
         left -= n as u64;
+        kind.get_or_insert_with(|| ContentKind::of(&buf));
         chunks
             .send(buf)
             .map_err(|_| anyhow!("hashing worker stopped"))?;
     }
-    Ok(())
+    Ok(kind.unwrap_or_default())
 }
 
 /// Whether a file's content digest is the one its header lists (no digest to compare: yes).

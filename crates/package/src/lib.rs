@@ -12,6 +12,7 @@
 pub mod digest;
 pub mod output;
 pub mod report;
+pub mod select;
 pub mod show;
 pub mod sign;
 pub mod signatures;

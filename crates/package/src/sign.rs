@@ -20,6 +20,7 @@ use verity_signing::{DistinctDigests, Signer};
 
 use crate::digest::{self, HashPool, Progress};
 use crate::output::AtomicFile;
+use crate::select::FileSelection;
 use crate::signatures::VeritySignatures;
 use copy::EarlyCopy;
 
@@ -41,6 +42,8 @@ pub struct SignOptions {
     pub include_source: bool,
     /// Report every file's path and fs-verity digest in the outcome.
     pub list_files: bool,
+    /// Which files get a signature; the others an empty entry in tag 276.
+    pub selection: FileSelection,
 }
 
 /// What happened to one package.
@@ -112,6 +115,9 @@ pub struct SignOutcome {
     pub files: usize,
     pub bytes_hashed: u64,
     pub signatures_made: usize,
+    /// Files that got a signature; the others (left out by `SignOptions::selection`) have an
+    /// empty entry.
+    pub files_signed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<WriteMode>,
     pub signature_header_before: usize,
@@ -143,6 +149,7 @@ impl SignOutcome {
             files: 0,
             bytes_hashed: 0,
             signatures_made: 0,
+            files_signed: 0,
             mode: None,
             signature_header_before: 0,
             signature_header_after: 0,
@@ -317,6 +324,7 @@ struct Prepared {
     files: usize,
     bytes_hashed: u64,
     signatures_made: usize,
+    files_signed: usize,
     early: Option<EarlyCopy>,
     file_digests: Vec<SignedFile>,
 }
@@ -350,6 +358,7 @@ fn process(
     out.files = p.files;
     out.bytes_hashed = p.bytes_hashed;
     out.signatures_made = p.signatures_made;
+    out.files_signed = p.files_signed;
     out.signature_header_before = p.plan.orig_size + 32;
     out.signature_header_after = p.plan.signature_bytes.len();
     out.signature_header_growth = p.plan.diff();
@@ -390,6 +399,7 @@ fn prepare_delete(pkg: &Path, opts: &SignOptions) -> anyhow::Result<Option<Prepa
         files,
         bytes_hashed: 0,
         signatures_made: 0,
+        files_signed: 0,
         early: None,
         file_digests: Vec::new(),
     }))
@@ -412,7 +422,7 @@ fn prepare_sign(
             return Ok(None);
         }
         let in_place_allowed = opts.output_dir.is_none();
-        copy::start_early_copy(pkg, &p, dest, in_place_allowed, opts.hash_alg, signer)?
+        copy::start_early_copy(pkg, &p, dest, in_place_allowed, opts, signer)?
     };
     let digests = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
     if let Err(e) = digests.integrity {
@@ -429,7 +439,14 @@ fn prepare_sign(
             path.unwrap_or_default()
         );
     }
-    let (sigs, made) = sign_all(signer, &digests.digests)?;
+    let selected: Vec<bool> = digests
+        .files
+        .files()
+        .iter()
+        .zip(&digests.kinds)
+        .map(|(f, &k)| opts.selection.selects(&f.path, k))
+        .collect();
+    let (sigs, made) = sign_selected(signer, &digests.digests, &selected)?;
     let plan = if digests.digests.is_empty() {
         // A package without files gets no verity tags (rpm 4.18 writes a lone 277 there, by
         // accident).
@@ -460,6 +477,7 @@ fn prepare_sign(
             Vec::new()
         },
         signatures_made: made,
+        files_signed: selected.iter().filter(|&&s| s).count(),
         early,
     }))
 }
@@ -509,6 +527,39 @@ fn write_package(
         }
         RewriteMode::Rewrite => write_new_file(pkg, pkg, &plan, &headers.main, main_offset, before),
     }
+}
+
+/// Signs the digests of the selected files (`selected[i]`); the others get an empty entry.
+fn sign_selected(
+    signer: &dyn Signer,
+    digests: &[FileDigest],
+    selected: &[bool],
+) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
+    if selected.iter().all(|&s| s) {
+        return sign_all(signer, digests);
+    }
+    let chosen: Vec<FileDigest> = digests
+        .iter()
+        .zip(selected)
+        .filter(|(_, &s)| s)
+        .map(|(d, _)| d.clone())
+        .collect();
+    if chosen.is_empty() {
+        return Ok((vec![Vec::new(); digests.len()], 0));
+    }
+    let (mut made, n) = sign_all(signer, &chosen)?;
+    made.reverse();
+    let all = selected
+        .iter()
+        .map(|&s| {
+            if s {
+                made.pop().unwrap_or_default()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    Ok((all, n))
 }
 
 /// Signs each distinct digest once (every directory, symlink and empty file shares one) and

@@ -35,6 +35,10 @@ pub enum FileStatus {
     /// it, whatever the signature says.
     #[serde(rename = "CORRUPT")]
     Corrupt,
+    /// An empty entry in tag 276: the signer left this file out on purpose (`sign --files`,
+    /// `--exclude`, `--executables`). Not a problem.
+    #[serde(rename = "UNSIGNED-BY-POLICY")]
+    UnsignedByPolicy,
 }
 
 impl FileStatus {
@@ -46,6 +50,7 @@ impl FileStatus {
             FileStatus::Bad => "BAD",
             FileStatus::Untrusted => "UNTRUSTED",
             FileStatus::Corrupt => "CORRUPT",
+            FileStatus::UnsignedByPolicy => "UNSIGNED-BY-POLICY",
         }
     }
 
@@ -58,7 +63,10 @@ impl FileStatus {
     /// Whether the file shows a problem (an unchecked signature is not one: nothing was
     /// wrong, it just was not checked).
     pub fn is_problem(self) -> bool {
-        !matches!(self, FileStatus::Ok | FileStatus::Unchecked)
+        !matches!(
+            self,
+            FileStatus::Ok | FileStatus::Unchecked | FileStatus::UnsignedByPolicy
+        )
     }
 }
 
@@ -92,6 +100,8 @@ pub struct PackageVerdict {
     pub bad: usize,
     /// Files whose signature is well-formed but was not checked (no certificate).
     pub unchecked: usize,
+    /// Files with an empty entry: left unsigned by the signer's choice.
+    pub unsigned_by_policy: usize,
 }
 
 impl PackageVerdict {
@@ -138,6 +148,7 @@ impl Verifier {
             good: 0,
             bad: 0,
             unchecked: 0,
+            unsigned_by_policy: 0,
         })
     }
 
@@ -218,7 +229,11 @@ fn verdict(
         .iter()
         .filter(|f| f.status == FileStatus::Unchecked)
         .count();
-    let bad = files.len() - good - unchecked;
+    let unsigned_by_policy = files
+        .iter()
+        .filter(|f| f.status == FileStatus::UnsignedByPolicy)
+        .count();
+    let bad = files.len() - good - unchecked - unsigned_by_policy;
     let checked = !trusted.is_empty();
     PackageVerdict {
         package: pkg.display().to_string(),
@@ -230,6 +245,7 @@ fn verdict(
         good,
         bad,
         unchecked,
+        unsigned_by_policy,
     }
 }
 
@@ -247,6 +263,10 @@ fn check_file(
         signer: None,
         error: None,
     };
+    if matches!(entry, Ok(None)) {
+        r.status = FileStatus::UnsignedByPolicy;
+        return r;
+    }
     let parsed = entry.map_err(|e| e.to_string()).and_then(|der| {
         Pkcs7Signature::parse(der.as_deref().unwrap_or_default())
             .map_err(|e| format!("not a PKCS#7 signature: {e}"))

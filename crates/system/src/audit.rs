@@ -33,6 +33,9 @@ named_enum! {
         Corrupted = "CORRUPTED",
         Missing = "MISSING",
         Unsigned = "UNSIGNED",
+        /// A file of a signed package that its signer chose not to sign (`sign --files`,
+        /// `--exclude`, `--executables`): not a problem.
+        UnsignedByPolicy = "UNSIGNED-BY-POLICY",
         CertMissing = "CERT-MISSING",
         Error = "ERROR",
     }
@@ -40,7 +43,7 @@ named_enum! {
 
 impl Status {
     pub fn is_problem(self) -> bool {
-        self != Status::Ok
+        !matches!(self, Status::Ok | Status::UnsignedByPolicy)
     }
 }
 
@@ -51,6 +54,8 @@ pub type Outcome = FileOutcome<Status>;
 pub struct Plan {
     pub files: Vec<FileRef>,
     pub unsigned_packages: Vec<usize>,
+    /// Files of signed packages left unsigned by the signer's choice.
+    pub unsigned_by_policy: Vec<FileRef>,
 }
 
 /// The signed files of the packages named (all packages when none are), less those `enable`
@@ -75,8 +80,12 @@ pub fn plan(
             continue;
         }
         for (file, f) in p.files.iter().enumerate() {
-            if installed::skip_reason(f, config).is_none() {
-                plan.files.push(FileRef { package, file });
+            match installed::skip_reason(f, config, true) {
+                None => plan.files.push(FileRef { package, file }),
+                Some(installed::UNSIGNED_BY_POLICY) => {
+                    plan.unsigned_by_policy.push(FileRef { package, file })
+                }
+                Some(_) => {}
             }
         }
     }
@@ -177,6 +186,14 @@ pub fn run(
             })
             .collect()
     });
+    file_findings.extend(plan.unsigned_by_policy.iter().map(|&r| {
+        let (pkg, file) = sys.file(r);
+        let outcome = Outcome::because(
+            Status::UnsignedByPolicy,
+            "left unsigned by the package's signer",
+        );
+        Finding::of_file(pkg, file.path_lossy(), outcome)
+    }));
     file_findings.sort_by(|a, b| a.path.cmp(&b.path));
     let packages = package_summaries(&sys.packages, &file_findings);
     let mut findings = package_findings(sys, &plan);

@@ -130,8 +130,9 @@ impl Planner<'_> {
     }
 
     fn add_file(&mut self, r: FileRef) {
-        let f = &self.pkgs[r.package].files[r.file];
-        match installed::skip_reason(f, self.config) {
+        let p = &self.pkgs[r.package];
+        let f = &p.files[r.file];
+        match installed::skip_reason(f, self.config, p.has_signatures) {
             Some(reason) => *self.plan.skipped.entry(reason).or_insert(0) += 1,
             None => {
                 if self.seen.insert(r) {

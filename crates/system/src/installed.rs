@@ -258,14 +258,21 @@ pub fn signature_owners(pkgs: &[InstalledPackage]) -> HashMap<&[u8], String> {
     m
 }
 
-/// Why a file is not a candidate for verity, as rpm's plugin decides (spec §6.1).
-pub fn skip_reason(f: &InstalledFile, config: bool) -> Option<&'static str> {
+/// The skip reason of a file its package's signer chose not to sign.
+pub const UNSIGNED_BY_POLICY: &str = "unsigned-by-policy";
+
+/// Why a file is not a candidate for verity, as rpm's plugin decides (spec §6.1). A file
+/// without a signature in a package that has signatures for others (`package_signed`) was left
+/// out by the signer's choice (`sign --files/--exclude/--executables`): `unsigned-by-policy`.
+pub fn skip_reason(f: &InstalledFile, config: bool, package_signed: bool) -> Option<&'static str> {
     if f.is_ghost() {
         Some("ghost")
     } else if !f.is_regular() {
         Some("not-regular")
     } else if f.is_config() && !f.is_executable() && !config {
         Some("config")
+    } else if f.signature.is_none() && package_signed {
+        Some(UNSIGNED_BY_POLICY)
     } else if f.signature.is_none() {
         Some("unsigned")
     } else {

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 use fsverity::HashAlgorithm;
+use verity_package::select::{FileSelection, Glob};
 use verity_package::sign::{
     self, Action, SignOptions, SignOutcome, SignProgress, SignStatus, WriteMode,
 };
@@ -52,6 +53,9 @@ pub struct Args {
     pub include_source: bool,
 
     #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    #[command(flatten)]
     pub jobs: JobsOption,
 
     #[command(flatten)]
@@ -85,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         output_dir: args.output_dir.clone(),
         include_source: args.include_source,
         list_files: args.verbosity.verbose,
+        selection: args.selection.selection(),
     };
     let report = Report::new(&args);
     let results = sign::sign_packages(&args.packages, &opts, action, threads, &report)?;
@@ -230,13 +235,48 @@ fn print_summary(results: &[SignOutcome], args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which files get a signature (the others an empty entry in tag 276).
+#[derive(clap::Args)]
+pub struct SelectionArgs {
+    /// Sign only files whose installed path matches GLOB (`*` within a directory, `**` across);
+    /// repeatable. With --executables, these files as well as the executables.
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob, conflicts_with = "delete")]
+    pub files: Vec<Glob>,
+
+    /// Leave out files whose installed path matches GLOB; repeatable.
+    #[arg(long, value_name = "GLOB", value_parser = parse_glob, conflicts_with = "delete")]
+    pub exclude: Vec<Glob>,
+
+    /// Sign only ELF files (programs, shared libraries) and `#!` scripts, told by content.
+    #[arg(long, conflicts_with = "delete")]
+    pub executables: bool,
+}
+
+impl SelectionArgs {
+    fn selection(&self) -> FileSelection {
+        FileSelection {
+            files: self.files.clone(),
+            exclude: self.exclude.clone(),
+            executables: self.executables,
+        }
+    }
+}
+
+fn parse_glob(s: &str) -> Result<Glob, String> {
+    Glob::new(s)
+}
+
 /// One package's line of text output.
 fn line(o: &SignOutcome) -> String {
     match o.status {
         SignStatus::Signed => format!(
-            "{}: {}, {} hashed, {} made, {}, {}",
+            "{}: {}{}, {} hashed, {} made, {}, {}",
             o.package,
             render::plural(o.files, "file"),
+            match o.files - o.files_signed.min(o.files) {
+                0 => String::new(),
+                n => format!(" ({n} left unsigned by --files/--exclude/--executables)"),
+            },
             render::human_bytes(o.bytes_hashed),
             render::plural(o.signatures_made, "signature"),
             previous(o),

@@ -109,8 +109,12 @@ fn print_text(r: &PackageVerdict, verbosity: Verbosity) {
         return;
     }
     let files = render::plural(r.files.len(), "file");
+    let policy = match r.unsigned_by_policy {
+        0 => String::new(),
+        n => format!(", {n} unsigned by policy"),
+    };
     let summary = if r.ok {
-        format!("OK ({files}: {} good)", r.good)
+        format!("OK ({files}: {} good{policy})", r.good)
     } else if r.structure_ok() && !r.checked {
         format!("UNCHECKED ({files}: signatures not checked)")
     } else {

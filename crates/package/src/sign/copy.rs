@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use fsverity::HashAlgorithm;
 use rpm_format::{Package, RewriteMode};
 use verity_signing::Signer;
 
@@ -135,11 +134,14 @@ pub(super) fn start_early_copy<R: std::io::Read>(
     package: &Package<R>,
     dest: &Path,
     in_place_allowed: bool,
-    hash_alg: HashAlgorithm,
+    opts: &super::SignOptions,
     signer: &dyn Signer,
 ) -> anyhow::Result<Option<EarlyCopy>> {
-    let n = package.files()?.len();
-    if n == 0 {
+    let hash_alg = opts.hash_alg;
+    let files = package.files()?;
+    let n = files.len();
+    // A choice by content is known only once the payload is read: no layout to predict.
+    if n == 0 || opts.selection.needs_content() {
         return Ok(None);
     }
     let len = match signer.signature_len(hash_alg) {
@@ -150,9 +152,19 @@ pub(super) fn start_early_copy<R: std::io::Read>(
             probe.first().map(|s| s.len()).unwrap_or(0)
         }
     };
+    let entries: Vec<Vec<u8>> = files
+        .files()
+        .iter()
+        .map(|f| {
+            let chosen = opts
+                .selection
+                .selects(&f.path, crate::select::ContentKind::Other);
+            vec![0u8; if chosen { len } else { 0 }]
+        })
+        .collect();
     let predicted = package
         .signature
-        .with_verity(&vec![vec![0u8; len]; n], u32::from(hash_alg.id()))?;
+        .with_verity(&entries, u32::from(hash_alg.id()))?;
     if in_place_allowed && predicted.mode == RewriteMode::InPlace {
         return Ok(None);
     }
