@@ -11,6 +11,7 @@ mod cmd;
 mod manpage;
 mod remote;
 mod render;
+mod rpm_defaults;
 mod svg;
 mod util;
 

@@ -17,6 +17,7 @@ use verity_signing::{LocalSigner, Signer};
 
 use crate::args::{parse_hash_alg, JobsOption, JsonOption, Verbosity};
 use crate::render;
+use crate::rpm_defaults::SigningMacros;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +25,8 @@ pub struct Args {
     #[arg(required = true, value_name = "PKG")]
     pub packages: Vec<PathBuf>,
 
-    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8).
+    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8). Default: rpm's
+    /// %_file_signing_key (and then %_file_signing_cert), as rpmsign.
     #[arg(long, visible_alias = "fskpath", value_name = "KEY")]
     pub key: Option<PathBuf>,
 
@@ -36,9 +38,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub key_pass_file: Option<PathBuf>,
 
-    /// fs-verity hash algorithm (any case, as rpmsign takes it).
-    #[arg(long, visible_alias = "verityalgo", default_value = "sha256", value_parser = parse_hash_alg)]
-    pub hash_alg: HashAlgorithm,
+    /// The key has a passphrase (rpmsign's flag): from --key-pass-file or
+    /// $RPM_VERITY_KEY_PASS when given, else asked on the terminal.
+    #[arg(long)]
+    pub fskpass: bool,
+
+    /// fs-verity hash algorithm (any case, as rpmsign takes it). Default: rpm's
+    /// %_verity_algorithm, else sha256.
+    #[arg(long, visible_alias = "verityalgo", value_parser = parse_hash_alg)]
+    pub hash_alg: Option<HashAlgorithm>,
 
     /// Write signed copies into DIR instead of changing the packages.
     #[arg(long, value_name = "DIR")]
@@ -72,7 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let threads = args.jobs.count();
     crate::util::init_rayon(threads);
     crate::util::remove_temp_files_on_signal()?;
-    let signer = signer(&args)?;
+    let macros = rpm_macros(&args);
+    let hash_alg = match (args.hash_alg, &macros.algorithm) {
+        (Some(a), _) => a,
+        (None, Some(name)) => parse_hash_alg(name)
+            .map_err(|e| anyhow!("%_verity_algorithm (from rpm's macros): {e}"))?,
+        (None, None) => HashAlgorithm::Sha256,
+    };
+    let signer = signer(&args, &macros)?;
     if let Some(dir) = &args.output_dir {
         let meta = std::fs::metadata(dir)
             .with_context(|| format!("output directory {}", dir.display()))?;
@@ -85,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Action::Delete,
     };
     let opts = SignOptions {
-        hash_alg: args.hash_alg,
+        hash_alg,
         output_dir: args.output_dir.clone(),
         include_source: args.include_source,
         list_files: args.verbosity.verbose,
@@ -193,8 +208,24 @@ impl SignProgress for Report {
     }
 }
 
-/// The signer `--key`/`--cert` or `--signer` describe; `None` with `--delete`.
-fn signer(args: &Args) -> anyhow::Result<Option<Box<dyn Signer>>> {
+/// rpmsign's macros, read (through `rpm --eval`) only when an option they stand for is
+/// missing and the signing is local.
+fn rpm_macros(args: &Args) -> SigningMacros {
+    let missing = args.key.is_none() || args.hash_alg.is_none();
+    if args.delete || args.remote.is_remote() || !missing {
+        return SigningMacros::default();
+    }
+    let mut m = SigningMacros::read();
+    if args.key.is_some() {
+        // A key given on the command line goes with its own certificate, not rpm's.
+        m.key = None;
+        m.cert = None;
+    }
+    m
+}
+
+/// The signer `--key`/`--cert` (or rpm's macros) or `--signer` describe; `None` with `--delete`.
+fn signer(args: &Args, macros: &SigningMacros) -> anyhow::Result<Option<Box<dyn Signer>>> {
     if args.delete {
         return Ok(None);
     }
@@ -204,12 +235,27 @@ fn signer(args: &Args) -> anyhow::Result<Option<Box<dyn Signer>>> {
         }
         return Ok(Some(Box::new(args.remote.connect()?)));
     }
-    let key = args.key.as_deref().ok_or_else(|| {
-        anyhow!("no signing key: give --key KEY (and --cert CERT), or --signer URL")
-    })?;
-    let pass = verity_signing::read_key_passphrase(args.key_pass_file.as_deref())?;
+    let key = args
+        .key
+        .as_deref()
+        .or(macros.key.as_deref())
+        .ok_or_else(|| {
+            anyhow!(
+                "no signing key: give --key KEY (and --cert CERT), or --signer URL, \
+             or define %_file_signing_key for rpm"
+            )
+        })?;
+    let cert = args.cert.as_deref().or(macros.cert.as_deref());
+    let pass = if args.fskpass {
+        Some(crate::rpm_defaults::fskpass(
+            key,
+            args.key_pass_file.as_deref(),
+        )?)
+    } else {
+        verity_signing::read_key_passphrase(args.key_pass_file.as_deref())?
+    };
     // LoadError messages name the key and certificate files themselves.
-    let signer = LocalSigner::load(key, args.cert.as_deref(), pass.as_deref())?;
+    let signer = LocalSigner::load(key, cert, pass.as_deref())?;
     Ok(Some(Box::new(signer)))
 }
 
