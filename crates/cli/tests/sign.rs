@@ -779,3 +779,246 @@ fn source_packages_skipped_unless_asked() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A package with a program, a script, a shared library and two data files.
+fn mixed_package(dir: &Path) -> PathBuf {
+    build_rpm_custom(
+        dir,
+        "mixed",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/lib64 %{buildroot}/usr/share/mixed\n\
+         cp /bin/true %{buildroot}/usr/bin/tool\n\
+         printf '#!/bin/sh\\necho hi\\n' > %{buildroot}/usr/bin/script\n\
+         chmod 0755 %{buildroot}/usr/bin/script\n\
+         cp /bin/true %{buildroot}/usr/lib64/libmixed.so.1\n\
+         head -c 70000 /dev/urandom > %{buildroot}/usr/share/mixed/data.bin\n\
+         printf 'notes\\n' > %{buildroot}/usr/share/mixed/notes.txt\n",
+        "/usr/bin/tool\n/usr/bin/script\n/usr/lib64/libmixed.so.1\n\
+         /usr/share/mixed/data.bin\n/usr/share/mixed/notes.txt\n",
+    )
+}
+
+/// `rpm -qp` per file: path → whether its tag-276 entry is non-empty.
+fn rpm_signed_entries(pkg: &Path) -> std::collections::BTreeMap<String, bool> {
+    let q = run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{FILENAMES}\t%{VERITYSIGNATURES}\n]"])
+        .arg(pkg));
+    String::from_utf8_lossy(&q.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(p, sig)| (p.to_string(), !sig.is_empty()))
+        .collect()
+}
+
+#[test]
+fn only_selected_files_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, cert) = openssl_key(d, "sel", 2048);
+    let pkg = mixed_package(d);
+
+    // --executables, less the libraries: the program and the script.
+    let exe = d.join("exe");
+    fs::create_dir(&exe).unwrap();
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--executables",
+        "--exclude",
+        "/usr/lib64/*",
+        "--output-dir",
+        s(&exe),
+        s(&pkg),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("(3 left unsigned by"), "{text}");
+    let signed = exe.join(pkg.file_name().unwrap());
+    let entries = rpm_signed_entries(&signed);
+    let expect: Vec<(&str, bool)> = vec![
+        ("/usr/bin/script", true),
+        ("/usr/bin/tool", true),
+        ("/usr/lib64/libmixed.so.1", false),
+        ("/usr/share/mixed/data.bin", false),
+        ("/usr/share/mixed/notes.txt", false),
+    ];
+    let got: Vec<(&str, bool)> = entries.iter().map(|(p, &b)| (p.as_str(), b)).collect();
+    assert_eq!(got, expect);
+    run(Command::new("rpm").arg("-K").arg(&signed));
+    assert_eq!(main_and_payload(&pkg), main_and_payload(&signed));
+
+    // verify: the unselected files are unsigned by policy, and the package is OK.
+    let out = rv(&["verify", "-v", "--cert", s(&cert), s(&signed)]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("UNSIGNED-BY-POLICY /usr/share/mixed/notes.txt"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OK (5 files: 2 good, 3 unsigned by policy)"),
+        "{text}"
+    );
+    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&signed)]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &doc["packages"][0];
+    assert_eq!(p["ok"], true, "{doc}");
+    assert_eq!(p["unsigned_by_policy"], 3, "{doc}");
+    assert_eq!(p["bad"], 0, "{doc}");
+
+    // --files alone (a choice by path, known before streaming), in place.
+    let by_path = d.join("by-path.rpm");
+    fs::copy(&pkg, &by_path).unwrap();
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--files",
+        "/usr/share/**",
+        "--files",
+        "/usr/bin/t*",
+        "--exclude",
+        "**/*.txt",
+        s(&by_path),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries = rpm_signed_entries(&by_path);
+    assert!(entries["/usr/bin/tool"] && entries["/usr/share/mixed/data.bin"]);
+    assert!(!entries["/usr/bin/script"] && !entries["/usr/share/mixed/notes.txt"]);
+    assert!(!entries["/usr/lib64/libmixed.so.1"]);
+    let out = rv(&["verify", "--cert", s(&cert), s(&by_path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // rpm installs it, and enable/audit count the unselected files as unsigned by policy.
+    let root = d.join("root");
+    verity_test_support::installed::install_into(&root, &[&signed]);
+    let out = rv(&[
+        "enable",
+        "--root",
+        s(&root),
+        "--dry-run",
+        "--cert",
+        s(&cert),
+        "--json",
+        "--all",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["skipped"]["unsigned-by-policy"], 3, "{doc}");
+    assert!(doc["skipped"].get("unsigned").is_none(), "{doc}");
+    assert_eq!(
+        doc["unsigned_packages"].as_array().map(Vec::len),
+        Some(0),
+        "{doc}"
+    );
+    let out = rv(&["audit", "--root", s(&root), "--cert", s(&cert), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["summary"]["UNSIGNED-BY-POLICY"], 3, "{doc}");
+    assert!(doc["summary"].get("UNSIGNED").is_none(), "{doc}");
+    assert_eq!(doc["files_checked"], 2, "{doc}");
+}
+
+#[test]
+fn key_from_rpm_macros_and_fskpass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, cert) = openssl_key(d, "macro", 2048);
+    let pkg = build_rpm(d, "macro", "w19.zstdio", Contents::ONE_FILE);
+    let home = d.join("home");
+    fs::create_dir(&home).unwrap();
+    fs::write(
+        home.join(".rpmmacros"),
+        format!(
+            "%_file_signing_key {}\n%_file_signing_cert {}\n%_verity_algorithm SHA512\n",
+            key.display(),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["sign", s(&pkg)])
+        .env("HOME", &home)
+        .env_remove("RPM_VERITY_KEY_PASS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&pkg)]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["packages"][0]["ok"], true, "{doc}");
+    assert_eq!(doc["packages"][0]["algorithm"], "sha512", "{doc}");
+
+    // An encrypted key named by the macro, --fskpass, the passphrase in the environment.
+    let enc = d.join("enc.pem");
+    run(Command::new("openssl").args([
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        s(&key),
+        "-passout",
+        "pass:open sesame",
+        "-out",
+        s(&enc),
+    ]));
+    fs::write(
+        home.join(".rpmmacros"),
+        format!(
+            "%_file_signing_key {}\n%_file_signing_cert {}\n",
+            enc.display(),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["sign", "--fskpass", s(&pkg)])
+        .env("HOME", &home)
+        .env("RPM_VERITY_KEY_PASS", "open sesame")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&pkg)]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["packages"][0]["ok"], true, "{doc}");
+    assert_eq!(doc["packages"][0]["algorithm"], "sha256", "{doc}");
+
+    // Without rpm's macros there is no key.
+    fs::remove_file(home.join(".rpmmacros")).unwrap();
+    let out = Command::new(bin())
+        .args(["sign", s(&pkg)])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no signing key"));
+}
