@@ -909,6 +909,38 @@ fn only_selected_files_signed() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The same into --output-dir: the copy beside hashing predicts the selected layout.
+    let copies = d.join("copies");
+    fs::create_dir(&copies).unwrap();
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--files",
+        "/usr/bin/tool",
+        "--output-dir",
+        s(&copies),
+        s(&pkg),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = copies.join(pkg.file_name().unwrap());
+    let entries = rpm_signed_entries(&copy);
+    assert_eq!(entries.values().filter(|&&b| b).count(), 1, "{entries:?}");
+    assert!(entries["/usr/bin/tool"]);
+    assert_eq!(main_and_payload(&pkg), main_and_payload(&copy));
+    run(Command::new("rpm").arg("-K").arg(&copy));
+    let out = rv(&["verify", "--cert", s(&cert), s(&copy)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // rpm installs it, and enable/audit count the unselected files as unsigned by policy.
     let root = d.join("root");
