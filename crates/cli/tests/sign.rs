@@ -170,8 +170,34 @@ fn check_with_openssl(dir: &Path, pkg: &Path, cert: &Path, alg: &str) {
         let msg = hex_decode(hexmsg.trim());
         let msg_path = dir.join("msg.bin");
         fs::write(&msg_path, &msg).unwrap();
-        // No signed attributes and no certificates: the RSA signature is the DER's tail.
         let der = &sigs[i];
+        if is_ec(cert) {
+            // ECDSA values vary in length: let openssl find the signature in the PKCS#7.
+            let p7 = dir.join("sig.p7");
+            fs::write(&p7, der).unwrap();
+            let out = Command::new("openssl")
+                .args(["smime", "-verify", "-binary", "-inform", "DER", "-noverify"])
+                .args([
+                    "-in",
+                    s(&p7),
+                    "-content",
+                    s(&msg_path),
+                    "-certfile",
+                    s(cert),
+                ])
+                .args(["-out", "/dev/null"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl rejects the ECDSA signature of {} in {}: {}",
+                f.path_lossy(),
+                pkg.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
+        // No signed attributes and no certificates: the RSA signature is the DER's tail.
         let modulus = rsa_modulus_len(cert);
         let raw = dir.join("raw.sig");
         fs::write(&raw, &der[der.len() - modulus..]).unwrap();
@@ -195,6 +221,11 @@ fn check_with_openssl(dir: &Path, pkg: &Path, cert: &Path, alg: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+fn is_ec(cert: &Path) -> bool {
+    let out = run(Command::new("openssl").args(["x509", "-in", s(cert), "-noout", "-text"]));
+    String::from_utf8_lossy(&out.stdout).contains("id-ecPublicKey")
 }
 
 fn rsa_modulus_len(cert: &Path) -> usize {
@@ -1053,4 +1084,193 @@ fn key_from_rpm_macros_and_fskpass() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no signing key"));
+}
+
+/// An EC key on `curve` (PKCS#8 PEM, as `openssl genpkey` writes it) and a self-signed
+/// certificate.
+fn openssl_ec_key(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    run(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        &format!("ec_paramgen_curve:{curve}"),
+        "-out",
+        s(&key),
+    ]));
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/CN=rpm-format test",
+        "-days",
+        "1",
+        "-out",
+        s(&cert),
+    ]));
+    (key, cert)
+}
+
+/// The decoded-length of each entry of tag 276 as stored (base64 with newlines, plus NUL).
+fn entry_lens(pkg: &Path) -> Vec<usize> {
+    let sh = sig_header(pkg);
+    let h = sh.header();
+    h.get_string_array_bytes(tags::SIG_VERITYSIGNATURES)
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|e| e.len() + 1)
+        .collect()
+}
+
+/// ECDSA keys: a package signed twice is byte-identical (RFC 6979 nonces), in place, rewritten
+/// and into an output directory; rpm, `verify` and openssl accept every signature; rpmsign's own
+/// ECDSA signatures (random nonces) pass `verify` too; entries are smaller than RSA-2048's.
+#[test]
+fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let setup = signing_setup(dir);
+    let multi = build_rpm(dir, "ecmulti", "w19.zstdio", Contents::RPMSIGN_SAFE);
+    let single = build_rpm(dir, "ecsingle", "w9.gzdio", Contents::ONE_FILE);
+    let many = build_rpm_custom(
+        dir,
+        "ecmany",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/opt/many\nfor i in $(seq 1 300); do echo \"file $i\" > %{buildroot}/opt/many/f$i; done\n",
+        "/opt/many\n",
+    );
+    // RSA-2048 entries, for the size comparison.
+    let rsa = dir.join("rsa.rpm");
+    fs::copy(&multi, &rsa).unwrap();
+    rpmsign_verity(&setup, &rsa);
+    let rsa_entry = *entry_lens(&rsa).iter().max().unwrap();
+    for (curve, alg) in [
+        ("P-256", "sha256"),
+        ("P-384", "sha512"),
+        ("P-384", "sha256"),
+    ] {
+        let (key, cert) = openssl_ec_key(dir, &format!("ec-{curve}-{alg}"), curve);
+        for orig in [&multi, &single, &many] {
+            let name = orig.file_name().unwrap().to_str().unwrap();
+            let mut signed = Vec::new();
+            for round in 0..2 {
+                let ours = dir.join(format!("ours{round}-{name}"));
+                fs::copy(orig, &ours).unwrap();
+                let out = rv(&[
+                    "sign",
+                    "--key",
+                    s(&key),
+                    "--cert",
+                    s(&cert),
+                    "--verityalgo",
+                    alg,
+                    s(&ours),
+                ]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                signed.push(fs::read(&ours).unwrap());
+                // And into an output directory (the early copy beside hashing).
+                let outdir = dir.join(format!("out{round}"));
+                let _ = fs::remove_dir_all(&outdir);
+                fs::create_dir(&outdir).unwrap();
+                let out = rv(&[
+                    "sign",
+                    "--key",
+                    s(&key),
+                    "--cert",
+                    s(&cert),
+                    "--verityalgo",
+                    alg,
+                    "--output-dir",
+                    s(&outdir),
+                    s(orig),
+                ]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let copy = fs::read(outdir.join(name)).unwrap();
+                assert_eq!(
+                    copy, signed[round],
+                    "{curve} {alg} {name}: output dir differs"
+                );
+            }
+            assert!(
+                signed[0] == signed[1],
+                "{curve} {alg} {name}: not reproducible"
+            );
+            let ours = dir.join(format!("ours0-{name}"));
+            check_signed(dir, orig, &ours, &cert, alg);
+            if orig == &many {
+                // Rewritten with the layout of the longest signatures (the one predicted for the
+                // copy beside hashing): the reservation takes up what shorter ones leave.
+                let sh = sig_header(&ours);
+                let h = sh.header();
+                let reserved = h
+                    .entry(tags::SIG_RESERVEDSPACE)
+                    .map(|e| h.entry_data(e).len());
+                assert!(
+                    reserved > Some(4128),
+                    "{curve} {alg}: reservation {reserved:?}"
+                );
+            }
+            if curve == "P-256" {
+                let lens = entry_lens(&ours);
+                assert!(
+                    lens.iter().all(|&l| l < rsa_entry * 6 / 10),
+                    "P-256 entries {lens:?} vs RSA-2048's {rsa_entry}"
+                );
+            }
+        }
+        // rpmsign with the same key: random nonces, but our verify accepts them, and tag 277
+        // is the same.
+        let theirs = dir.join("theirs.rpm");
+        fs::copy(&multi, &theirs).unwrap();
+        let ec_setup = support::SigningSetup {
+            gpg_home: setup.gpg_home.clone(),
+            key: key.clone(),
+            cert: cert.clone(),
+        };
+        let mut cmd = Command::new("rpmsign");
+        cmd.env("GNUPGHOME", &ec_setup.gpg_home)
+            .arg("--addsign")
+            .arg("--signverity")
+            .arg(format!("--fskpath={}", key.display()))
+            .arg(format!("--certpath={}", cert.display()))
+            .arg(format!("--verityalgo={alg}"));
+        for d in [
+            "_gpg_name rpm-format test".to_string(),
+            "__gpg /usr/bin/gpg".to_string(),
+            format!("_gpg_path {}", ec_setup.gpg_home.display()),
+            "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback".to_string(),
+        ] {
+            cmd.arg("--define").arg(d);
+        }
+        run(cmd.arg(&theirs));
+        let out = rv(&["verify", "--cert", s(&cert), s(&theirs)]);
+        assert!(
+            out.status.success(),
+            "{curve} {alg}: verify rejects rpmsign's ECDSA signatures: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_signed(dir, &multi, &theirs, &cert, alg);
+        // Another EC key's certificate does not verify them.
+        let (_, other) = openssl_ec_key(dir, "other", curve);
+        let out = rv(&["verify", "--cert", s(&other), s(&theirs)]);
+        assert!(
+            !out.status.success(),
+            "{curve}: verified with the wrong certificate"
+        );
+    }
 }

@@ -445,3 +445,197 @@ fn bad_input_fails_cleanly() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"old");
 }
+
+/// EC key on `curve` in the form `openssl genpkey` writes (PKCS#8), its SEC1 form
+/// (`openssl ec`) and a self-signed certificate.
+fn make_ec_key(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let sec1 = dir.join(format!("{name}.sec1"));
+    let cert = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        &format!("ec_paramgen_curve:{curve}"),
+        "-out",
+        s(&key),
+    ]);
+    openssl(&["ec", "-in", s(&key), "-out", s(&sec1)]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/CN=fsverity-test",
+        "-days",
+        "1",
+        "-out",
+        s(&cert),
+    ]);
+    (key, sec1, cert)
+}
+
+/// ECDSA keys: signatures are deterministic (RFC 6979), OpenSSL verifies them over the formatted
+/// digest `fsverity` prints, their SignerInfo names the algorithms `fsverity sign` names, and
+/// they are well under RSA-2048's size (ecdsa.md: 210–213 against 407 bytes).
+#[test]
+fn ecdsa_signatures_are_deterministic_and_verify_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hello"), b"hello\n").unwrap();
+    std::fs::write(d.join("p100000"), pattern(100_000)).unwrap();
+    let (rsa_key, _, rsa_cert) = make_key(d, "rsa", 2048);
+    let rsa_sig = d.join("rsa.sig");
+    ok(
+        BIN,
+        &[
+            "sign-file",
+            s(&d.join("hello")),
+            s(&rsa_sig),
+            "--key",
+            s(&rsa_key),
+            "--cert",
+            s(&rsa_cert),
+        ],
+    );
+    let rsa_len = std::fs::read(&rsa_sig).unwrap().len();
+    for (curve, max) in [("P-256", 213), ("P-384", 245)] {
+        let (key, sec1, cert) = make_ec_key(d, curve, curve);
+        for (hash, sig_alg) in [
+            ("sha256", "ecdsa-with-SHA256"),
+            ("sha512", "ecdsa-with-SHA512"),
+        ] {
+            for input in ["hello", "p100000"] {
+                let input = d.join(input);
+                let mut sigs = Vec::new();
+                for (i, key_file) in [&key, &key, &sec1].into_iter().enumerate() {
+                    let out = d.join(format!("ec{i}.sig"));
+                    ok(
+                        BIN,
+                        &[
+                            "sign-file",
+                            s(&input),
+                            s(&out),
+                            "--key",
+                            s(key_file),
+                            "--cert",
+                            s(&cert),
+                            "--hash-alg",
+                            hash,
+                        ],
+                    );
+                    sigs.push(std::fs::read(&out).unwrap());
+                }
+                assert_eq!(sigs[0], sigs[1], "{curve} {hash}: not deterministic");
+                assert_eq!(sigs[0], sigs[2], "{curve} {hash}: SEC1 key differs");
+                assert!(sigs[0].len() <= max, "{curve}: {} bytes", sigs[0].len());
+                assert!(
+                    sigs[0].len() * 10 < rsa_len * 7,
+                    "{curve} vs RSA-2048 {rsa_len}"
+                );
+                // The formatted digest fs-verity signs, as `fsverity` prints it.
+                let hex = ok(
+                    "fsverity",
+                    &[
+                        "digest",
+                        s(&input),
+                        "--for-builtin-sig",
+                        "--compact",
+                        &format!("--hash-alg={hash}"),
+                    ],
+                );
+                let formatted = hex::decode(String::from_utf8(hex.stdout).unwrap().trim()).unwrap();
+                assert!(formatted.starts_with(b"FSVerity"));
+                let fmt = d.join("formatted");
+                std::fs::write(&fmt, &formatted).unwrap();
+                let sig = d.join("ec0.sig");
+                ok(
+                    "openssl",
+                    &[
+                        "smime",
+                        "-verify",
+                        "-binary",
+                        "-inform",
+                        "DER",
+                        "-in",
+                        s(&sig),
+                        "-content",
+                        s(&fmt),
+                        "-noverify",
+                        "-certfile",
+                        s(&cert),
+                        "-out",
+                        "/dev/null",
+                    ],
+                );
+                // Another digest does not verify.
+                std::fs::write(&fmt, [&formatted[..formatted.len() - 1], &[0x5a]].concat())
+                    .unwrap();
+                let bad = run(
+                    "openssl",
+                    &[
+                        "smime",
+                        "-verify",
+                        "-binary",
+                        "-inform",
+                        "DER",
+                        "-in",
+                        s(&sig),
+                        "-content",
+                        s(&fmt),
+                        "-noverify",
+                        "-certfile",
+                        s(&cert),
+                        "-out",
+                        "/dev/null",
+                    ],
+                );
+                assert!(
+                    !bad.status.success(),
+                    "{curve} {hash}: tampered digest verified"
+                );
+                // Same structure as `fsverity sign` writes (its nonce is random, so not its bytes).
+                let theirs = d.join("theirs.sig");
+                ok(
+                    "fsverity",
+                    &[
+                        "sign",
+                        s(&input),
+                        s(&theirs),
+                        "--key",
+                        s(&key),
+                        "--cert",
+                        s(&cert),
+                        &format!("--hash-alg={hash}"),
+                    ],
+                );
+                // `openssl asn1parse` lines without offsets, lengths and the signature value.
+                let shape = |p: &Path| -> Vec<String> {
+                    let o = ok("openssl", &["asn1parse", "-inform", "DER", "-in", s(p)]);
+                    String::from_utf8(o.stdout)
+                        .unwrap()
+                        .lines()
+                        .filter(|l| !l.contains("OCTET STRING"))
+                        .map(|l| {
+                            let depth = l
+                                .split_once(":d=")
+                                .map_or("", |x| x.1.split_whitespace().next().unwrap_or(""));
+                            let rest = l.rsplit_once("l=").map_or(l, |x| x.1).trim_start();
+                            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+                            format!("{depth} {}", rest.trim())
+                        })
+                        .collect()
+                };
+                let ours_shape = shape(&sig);
+                assert_eq!(ours_shape, shape(&theirs), "{curve} {hash}");
+                assert!(
+                    ours_shape.iter().any(|l| l.contains(sig_alg)),
+                    "{ours_shape:?}"
+                );
+            }
+        }
+    }
+}

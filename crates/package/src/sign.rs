@@ -452,10 +452,7 @@ fn prepare_sign(
         // accident).
         digests.headers.signature.without_verity()?
     } else {
-        digests
-            .headers
-            .signature
-            .with_verity(&sigs, u32::from(opts.hash_alg.id()))?
+        copy::lay_out(&digests.headers.signature, &sigs, opts.hash_alg, signer)?
     };
     Ok(Some(Prepared {
         headers: digests.headers,

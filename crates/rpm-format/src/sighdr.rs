@@ -194,6 +194,47 @@ impl SignatureHeader {
         })
     }
 
+    /// [`SignatureHeader::with_verity`], but a rewritten header shorter than `len` bytes on disk
+    /// (padding included) gets RESERVEDSPACE grown so that it is exactly `len` long. For signers
+    /// whose signatures vary in length (ECDSA): the layout can then be fixed from the longest
+    /// signature before any exists, and is the same whatever lengths the signatures turn out to
+    /// have. When that cannot be done (no reservation, or a header whose length the reservation
+    /// cannot make up exactly) the plan is [`SignatureHeader::with_verity`]'s. An in-place plan
+    /// is kept as it is.
+    pub fn with_verity_reserving(
+        &self,
+        signatures: &[Vec<u8>],
+        alg_id: u32,
+        len: usize,
+    ) -> Result<RewritePlan> {
+        let plan = self.with_verity(signatures, alg_id)?;
+        let short = len.saturating_sub(plan.signature_bytes.len());
+        let Some(reserved) = plan.reserved_after else {
+            return Ok(plan);
+        };
+        if plan.mode != RewriteMode::Rewrite || short == 0 {
+            return Ok(plan);
+        }
+        // Growing the reservation by g adds g to the unpadded length; the padding to 8 takes up
+        // to 7 of the shortfall.
+        for grow in (short.saturating_sub(7).max(1)..=short + 7).rev() {
+            let grown = self.rewrite(|b| {
+                put_verity(b, signatures, alg_id);
+                b.put(OwnedEntry {
+                    tag: tags::SIG_RESERVEDSPACE,
+                    ty: TagType::Bin,
+                    count: (reserved + grow) as u32,
+                    data: vec![0; reserved + grow],
+                });
+                Ok(())
+            })?;
+            if grown.mode == RewriteMode::Rewrite && grown.signature_bytes.len() == len {
+                return Ok(grown);
+            }
+        }
+        Ok(plan)
+    }
+
     /// Removes 276/277 (what `rpmsign --delfilesign` does for verity).
     pub fn without_verity(&self) -> Result<RewritePlan> {
         plan_rewrite(&self.header, |b| {
@@ -242,6 +283,46 @@ mod tests {
         Header::parse(&b.serialize(TAG_HEADERSIGNATURES), HeaderKind::Signature)
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn with_verity_reserving_makes_shorter_signatures_take_the_longest_layout() {
+        let sig = SignatureHeader::new(rpmbuild_sig());
+        // 20 files: more than the reservation holds, so a rewrite.
+        let longest = sig.with_verity(&vec![vec![0x30u8; 213]; 20], 1).unwrap();
+        assert_eq!(longest.mode, RewriteMode::Rewrite);
+        let target = longest.signature_bytes.len();
+        for lens in [
+            vec![210usize; 20],
+            (0..20).map(|i| 210 + i % 4).collect::<Vec<_>>(),
+        ] {
+            let sigs: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0x30u8; n]).collect();
+            let plain = sig.with_verity(&sigs, 1).unwrap();
+            assert!(plain.signature_bytes.len() < target);
+            let plan = sig.with_verity_reserving(&sigs, 1, target).unwrap();
+            assert_eq!(plan.mode, RewriteMode::Rewrite);
+            assert_eq!(plan.signature_bytes.len(), target);
+            let parsed = SignatureHeader::parse(&plan.signature_bytes).unwrap();
+            assert_eq!(verity_tags(&parsed), (sigs.clone(), Some(1)));
+            assert!(plan.reserved_after.unwrap() > 4128 - 1);
+            let grown = parsed
+                .header()
+                .entry(tags::SIG_RESERVEDSPACE)
+                .map(|e| parsed.header().entry_data(e).to_vec())
+                .unwrap();
+            assert!(grown.len() > 4128 && grown.iter().all(|&b| b == 0));
+        }
+        // In place stays in place; a plan already long enough is unchanged.
+        let one = sig.with_verity(&[vec![0x30u8; 210]], 1).unwrap();
+        assert_eq!(one.mode, RewriteMode::InPlace);
+        let kept = sig
+            .with_verity_reserving(&[vec![0x30u8; 210]], 1, 99999)
+            .unwrap();
+        assert_eq!(kept.signature_bytes, one.signature_bytes);
+        let same = sig
+            .with_verity_reserving(&vec![vec![0x30u8; 213]; 20], 1, target)
+            .unwrap();
+        assert_eq!(same.signature_bytes, longest.signature_bytes);
     }
 
     #[test]

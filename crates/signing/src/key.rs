@@ -1,7 +1,10 @@
-//! Private keys: the PEM kinds `openssl` writes (PKCS#8, PKCS#1, encrypted PKCS#8), RSA only.
+//! Private keys: the PEM kinds `openssl` writes (PKCS#8, PKCS#1, SEC1, encrypted PKCS#8): RSA,
+//! and EC on P-256 and P-384.
 //!
-//! RSA is what every kernel with built-in signatures accepts; ECDSA only works on ≥ 5.13 and makes
-//! non-deterministic signatures, so it is refused here with a clear message.
+//! RSA is what every kernel with built-in signatures accepts and signs with aws-lc-rs. ECDSA
+//! needs a kernel with `CONFIG_CRYPTO_ECDSA` (Debian's 6.1 lacks it) but makes signatures less
+//! than half the size; it signs with RustCrypto's `p256`/`p384`, whose nonces are deterministic
+//! (RFC 6979), so a package signed twice is byte-identical, unlike with OpenSSL's random nonces.
 
 use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
 use aws_lc_rs::signature::{KeyPair as _, RsaEncoding, RSA_PKCS1_SHA256, RSA_PKCS1_SHA512};
@@ -10,14 +13,15 @@ use std::path::{Path, PathBuf};
 
 use der::Decode;
 use fsverity::HashAlgorithm;
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
-use crate::cert::{Certificate, KeyAlgorithm};
+use crate::cert::{Certificate, EcCurve, KeyAlgorithm};
 use crate::pem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "no private key found (expected PEM \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"ENCRYPTED PRIVATE KEY\")"
+        "no private key found (expected PEM \"PRIVATE KEY\", \"RSA PRIVATE KEY\", \"EC PRIVATE KEY\" or \"ENCRYPTED PRIVATE KEY\")"
     )]
     NoKey,
     #[error("invalid PEM: {0}")]
@@ -30,13 +34,17 @@ pub enum KeyError {
         "OpenSSL \"traditional\" encrypted keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
     )]
     TraditionalEncrypted,
-    #[error("unsupported key type {0}: only RSA keys can make fs-verity signatures here")]
+    #[error(
+        "unsupported key type {0}: only RSA and EC P-256/P-384 keys can make fs-verity signatures here"
+    )]
     Unsupported(String),
     #[error("invalid RSA private key ({0}); RSA keys must be 2048 to 8192 bits")]
     InvalidRsa(String),
+    #[error("invalid EC private key ({0})")]
+    InvalidEc(String),
     #[error("invalid encrypted key: {0}")]
     InvalidEncrypted(String),
-    #[error("RSA signing failed")]
+    #[error("signing failed")]
     SignFailed,
 }
 
@@ -80,14 +88,71 @@ fn passphrase_from(
 const OID_RSA: der::asn1::ObjectIdentifier =
     der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+const OID_EC: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
 /// A private key that can sign formatted fs-verity digests.
 pub struct SigningKey {
-    rsa: RsaKeyPair,
+    inner: Inner,
+}
+
+enum Inner {
+    Rsa(RsaKeyPair),
+    /// The key and its public point, uncompressed (as certificates carry it).
+    P256(p256::ecdsa::SigningKey, Vec<u8>),
+    P384(p384::ecdsa::SigningKey, Vec<u8>),
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey(RSA-{})", self.bits())
+        match self.inner {
+            Inner::Rsa(_) => write!(f, "SigningKey(RSA-{})", self.bits()),
+            _ => write!(f, "SigningKey(EC P-{})", self.bits()),
+        }
+    }
+}
+
+fn rsa(rsa: RsaKeyPair) -> SigningKey {
+    SigningKey {
+        inner: Inner::Rsa(rsa),
+    }
+}
+
+fn p256_key(secret: p256::SecretKey) -> SigningKey {
+    let point = secret
+        .public_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    SigningKey {
+        inner: Inner::P256(secret.into(), point),
+    }
+}
+
+fn p384_key(secret: p384::SecretKey) -> SigningKey {
+    let point = secret
+        .public_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    SigningKey {
+        inner: Inner::P384(secret.into(), point),
+    }
+}
+
+/// The curve an EC `PrivateKeyInfo` names, for messages.
+fn ec_curve_name(info: &pkcs8::PrivateKeyInfo<'_>) -> String {
+    match info
+        .algorithm
+        .parameters_oid()
+        .ok()
+        .map(|o| o.to_string())
+        .as_deref()
+    {
+        Some("1.3.132.0.35") => "EC P-521".into(),
+        Some("1.3.132.0.10") => "EC secp256k1".into(),
+        Some(other) => format!("EC curve {other}"),
+        None => "EC without a named curve".into(),
     }
 }
 
@@ -110,7 +175,10 @@ impl SigningKey {
                     let pass = passphrase.ok_or(KeyError::PassphraseRequired)?;
                     return Self::from_encrypted_pkcs8_der(&block.der, pass);
                 }
-                "EC PRIVATE KEY" => return Err(KeyError::Unsupported("EC".into())),
+                "EC PRIVATE KEY" if block.has_headers => {
+                    return Err(KeyError::TraditionalEncrypted)
+                }
+                "EC PRIVATE KEY" => return Self::from_sec1_der(&block.der),
                 "DSA PRIVATE KEY" => return Err(KeyError::Unsupported("DSA".into())),
                 _ => {}
             }
@@ -118,19 +186,52 @@ impl SigningKey {
         Err(KeyError::NoKey)
     }
 
-    /// A DER key: PKCS#8 `PrivateKeyInfo` or PKCS#1 `RSAPrivateKey`.
+    /// A DER key: PKCS#8 `PrivateKeyInfo`, PKCS#1 `RSAPrivateKey` or SEC1 `ECPrivateKey`.
     pub fn from_der(data: &[u8]) -> Result<Self, KeyError> {
         if pkcs8::PrivateKeyInfo::from_der(data).is_ok() {
             return Self::from_pkcs8_der(data);
         }
-        RsaKeyPair::from_der(data)
-            .map(|rsa| Self { rsa })
-            .map_err(|_| KeyError::NoKey)
+        if let Ok(k) = RsaKeyPair::from_der(data) {
+            return Ok(rsa(k));
+        }
+        Self::from_sec1_der(data).map_err(|_| KeyError::NoKey)
+    }
+
+    /// SEC1 `ECPrivateKey` (`openssl ecparam -genkey`'s "EC PRIVATE KEY") on P-256 or P-384.
+    pub fn from_sec1_der(der_bytes: &[u8]) -> Result<Self, KeyError> {
+        let parsed = sec1::EcPrivateKey::from_der(der_bytes)
+            .map_err(|e| KeyError::InvalidEc(e.to_string()))?;
+        if let Some(curve) = parsed.parameters.and_then(|p| p.named_curve()) {
+            match curve.to_string().as_str() {
+                "1.2.840.10045.3.1.7" | "1.3.132.0.34" => {}
+                "1.3.132.0.35" => return Err(KeyError::Unsupported("EC P-521".into())),
+                other => return Err(KeyError::Unsupported(format!("EC curve {other}"))),
+            }
+        }
+        if let Ok(k) = p256::SecretKey::from_sec1_der(der_bytes) {
+            return Ok(p256_key(k));
+        }
+        p384::SecretKey::from_sec1_der(der_bytes)
+            .map(p384_key)
+            .map_err(|e| KeyError::InvalidEc(e.to_string()))
     }
 
     pub fn from_pkcs8_der(der_bytes: &[u8]) -> Result<Self, KeyError> {
         let info = pkcs8::PrivateKeyInfo::from_der(der_bytes)
             .map_err(|e| KeyError::InvalidRsa(e.to_string()))?;
+        if info.algorithm.oid == OID_EC {
+            use p256::pkcs8::DecodePrivateKey as _;
+            let curve = info.algorithm.parameters_oid().ok();
+            return match curve.map(|o| o.to_string()).as_deref() {
+                Some("1.2.840.10045.3.1.7") => p256::SecretKey::from_pkcs8_der(der_bytes)
+                    .map(p256_key)
+                    .map_err(|e| KeyError::InvalidEc(e.to_string())),
+                Some("1.3.132.0.34") => p384::SecretKey::from_pkcs8_der(der_bytes)
+                    .map(p384_key)
+                    .map_err(|e| KeyError::InvalidEc(e.to_string())),
+                _ => Err(KeyError::Unsupported(ec_curve_name(&info))),
+            };
+        }
         if info.algorithm.oid != OID_RSA {
             let name = match info.algorithm.oid.to_string().as_str() {
                 "1.2.840.10045.2.1" => "EC".to_string(),
@@ -142,13 +243,13 @@ impl SigningKey {
             return Err(KeyError::Unsupported(name));
         }
         RsaKeyPair::from_pkcs8(der_bytes)
-            .map(|rsa| Self { rsa })
+            .map(rsa)
             .map_err(|e| KeyError::InvalidRsa(e.to_string()))
     }
 
     pub fn from_pkcs1_der(der_bytes: &[u8]) -> Result<Self, KeyError> {
         RsaKeyPair::from_der(der_bytes)
-            .map(|rsa| Self { rsa })
+            .map(rsa)
             .map_err(|e| KeyError::InvalidRsa(e.to_string()))
     }
 
@@ -167,7 +268,7 @@ impl SigningKey {
             Err(e) => return Err(KeyError::InvalidEncrypted(e.to_string())),
         };
         match Self::from_pkcs8_der(doc.as_bytes()) {
-            Err(KeyError::InvalidRsa(_))
+            Err(KeyError::InvalidRsa(_) | KeyError::InvalidEc(_))
                 if pkcs8::PrivateKeyInfo::from_der(doc.as_bytes()).is_err() =>
             {
                 Err(KeyError::WrongPassphrase)
@@ -176,43 +277,101 @@ impl SigningKey {
         }
     }
 
-    /// Modulus size in bits.
+    /// Modulus size in bits (RSA), or the curve's size (EC: 256 or 384).
     pub fn bits(&self) -> usize {
-        self.rsa.public_modulus_len() * 8
+        match &self.inner {
+            Inner::Rsa(k) => k.public_modulus_len() * 8,
+            Inner::P256(..) => 256,
+            Inner::P384(..) => 384,
+        }
     }
 
-    /// Length of every signature this key makes.
+    /// Length of every signature this key makes (RSA), or the longest (EC: a DER
+    /// `ECDSA-Sig-Value` of two INTEGERs is up to 72 bytes on P-256 and 104 on P-384, usually a
+    /// byte or two less).
     pub fn signature_len(&self) -> usize {
-        self.rsa.public_modulus_len()
+        match &self.inner {
+            Inner::Rsa(k) => k.public_modulus_len(),
+            Inner::P256(..) => 72,
+            Inner::P384(..) => 104,
+        }
+    }
+
+    /// Whether every signature has the same length (RSA) or not (ECDSA).
+    pub fn fixed_signature_len(&self) -> bool {
+        matches!(self.inner, Inner::Rsa(_))
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
-        KeyAlgorithm::Rsa
+        match &self.inner {
+            Inner::Rsa(_) => KeyAlgorithm::Rsa,
+            Inner::P256(..) => KeyAlgorithm::Ec(EcCurve::P256),
+            Inner::P384(..) => KeyAlgorithm::Ec(EcCurve::P384),
+        }
     }
 
-    /// `RSAPublicKey` DER of the public half.
+    /// The public half as certificates carry it: `RSAPublicKey` DER (RSA) or the uncompressed
+    /// point (EC).
     pub fn public_key_der(&self) -> &[u8] {
-        self.rsa.public_key().as_ref()
+        match &self.inner {
+            Inner::Rsa(k) => k.public_key().as_ref(),
+            Inner::P256(_, point) | Inner::P384(_, point) => point,
+        }
     }
 
     /// Whether `cert` certifies this key (same public key).
     pub fn matches(&self, cert: &Certificate) -> bool {
-        cert.key_algorithm() == KeyAlgorithm::Rsa && cert.public_key() == self.public_key_der()
+        if cert.key_algorithm() != self.algorithm() {
+            return false;
+        }
+        match &self.inner {
+            Inner::Rsa(_) => cert.public_key() == self.public_key_der(),
+            // A certificate may hold the point compressed: compare points, not bytes.
+            Inner::P256(k, _) => p256::PublicKey::from_sec1_bytes(cert.public_key())
+                .is_ok_and(|p| p == p256::PublicKey::from(k.verifying_key())),
+            Inner::P384(k, _) => p384::PublicKey::from_sec1_bytes(cert.public_key())
+                .is_ok_and(|p| p == p384::PublicKey::from(k.verifying_key())),
+        }
     }
 
-    /// RSASSA-PKCS1-v1_5 over `message` hashed with `hash` (what OpenSSL's PKCS7_sign does without
-    /// signed attributes). Deterministic.
+    /// The signature value of `message` hashed with `hash`, as OpenSSL's PKCS7_sign makes it
+    /// without signed attributes: RSASSA-PKCS1-v1_5, or ECDSA as a DER `ECDSA-Sig-Value` (the
+    /// hash truncated or widened to the curve's size as ECDSA does). Deterministic for both: ECDSA
+    /// nonces come from RFC 6979.
     pub fn sign(&self, hash: HashAlgorithm, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let encoding: &'static dyn RsaEncoding = match hash {
-            HashAlgorithm::Sha256 => &RSA_PKCS1_SHA256,
-            HashAlgorithm::Sha512 => &RSA_PKCS1_SHA512,
+        use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+        let prehash = || {
+            let alg = match hash {
+                HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
+                HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
+            };
+            aws_lc_rs::digest::digest(alg, message)
         };
-        let mut sig = vec![0u8; self.rsa.public_modulus_len()];
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.rsa
-            .sign(encoding, &rng, message, &mut sig)
-            .map_err(|_| KeyError::SignFailed)?;
-        Ok(sig)
+        match &self.inner {
+            Inner::Rsa(k) => {
+                let encoding: &'static dyn RsaEncoding = match hash {
+                    HashAlgorithm::Sha256 => &RSA_PKCS1_SHA256,
+                    HashAlgorithm::Sha512 => &RSA_PKCS1_SHA512,
+                };
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                k.sign(encoding, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::SignFailed)?;
+                Ok(sig)
+            }
+            Inner::P256(k, _) => {
+                let sig: p256::ecdsa::Signature = k
+                    .sign_prehash(prehash().as_ref())
+                    .map_err(|_| KeyError::SignFailed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Inner::P384(k, _) => {
+                let sig: p384::ecdsa::Signature = k
+                    .sign_prehash(prehash().as_ref())
+                    .map_err(|_| KeyError::SignFailed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+        }
     }
 }
 

@@ -21,8 +21,8 @@ pub use distinct::DistinctDigests;
 pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs7::{
-    build_rsa_signed_data, BuildError, DigestAlgorithm, ParseError, Pkcs7Signature,
-    SignatureAlgorithm, SignerId,
+    build_rsa_signed_data, ecdsa_signed_data, signed_data, BuildError, DigestAlgorithm, ParseError,
+    Pkcs7Signature, SignatureAlgorithm, SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 
@@ -38,9 +38,11 @@ pub trait Signer: Send + Sync {
     /// DER of the certificate whose key makes the signatures (for reporting and verification).
     fn certificate_der(&self) -> &[u8];
 
-    /// The exact length of every signature this signer makes for `hash`, when it is known
-    /// without signing (an RSA PKCS#1 v1.5 signature is always the modulus length, so the
-    /// PKCS#7 around it has a fixed size): callers lay out output before any signature exists.
+    /// The length of every signature this signer makes for `hash`, when it is known without
+    /// signing (an RSA PKCS#1 v1.5 signature is always the modulus length, so the PKCS#7 around
+    /// it has a fixed size), or for ECDSA the longest one (the DER integers r and s vary in
+    /// length, so a signature may be a few bytes shorter): callers lay out output before any
+    /// signature exists, and must check the layout the real signatures give.
     /// `None` (the default) means "sign something to find out".
     fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
         let _ = hash;

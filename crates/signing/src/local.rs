@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use fsverity::FileDigest;
 use rayon::prelude::*;
 
-use crate::cert::{CertError, Certificate};
+use crate::cert::{CertError, Certificate, KeyAlgorithm};
 use crate::key::{KeyError, SigningKey};
+use crate::pkcs7::SignatureAlgorithm;
 use crate::{pem, pkcs7, Signer, SignerError};
 
 /// Batches with at least this many distinct digests are signed on the rayon pool; below it the
@@ -137,8 +138,15 @@ impl LocalSigner {
             .key
             .sign(hash, &digest.formatted())
             .map_err(|e| SignerError::Crypto(e.to_string()))?;
-        pkcs7::rsa_signed_data(hash, &self.cert, &sig)
+        pkcs7::signed_data(hash, self.signature_algorithm(), &self.cert, &sig)
             .map_err(|e| SignerError::Crypto(e.to_string()))
+    }
+
+    fn signature_algorithm(&self) -> SignatureAlgorithm {
+        match self.key.algorithm() {
+            KeyAlgorithm::Rsa => SignatureAlgorithm::RsaPkcs1,
+            KeyAlgorithm::Ec(_) => SignatureAlgorithm::Ecdsa,
+        }
     }
 }
 
@@ -167,9 +175,11 @@ impl Signer for LocalSigner {
         self.cert.der()
     }
 
+    /// Exact for RSA; for ECDSA the longest a signature can be (its DER integers vary in length),
+    /// which callers laying out output must allow for.
     fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
         let dummy = vec![0u8; self.key.signature_len()];
-        pkcs7::rsa_signed_data(hash, &self.cert, &dummy)
+        pkcs7::signed_data(hash, self.signature_algorithm(), &self.cert, &dummy)
             .ok()
             .map(|der| der.len())
     }

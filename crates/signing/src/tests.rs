@@ -425,21 +425,31 @@ fn rejects_bad_keys() {
         Err(LoadError::Read { .. })
     ));
 
-    // Unsupported: EC key; traditional encrypted PEM; too-small RSA.
-    let ec = dir.path().join("ec.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        ec.to_str().unwrap(),
-    ]);
-    assert!(matches!(
-        SigningKey::from_pem(&read(&ec), None),
-        Err(KeyError::Unsupported(_))
-    ));
+    // Unsupported: EC key on P-521 or secp256k1; traditional encrypted PEM; too-small RSA.
+    for curve in ["P-521", "secp256k1"] {
+        let ec = dir.path().join("ec.pem");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            ec.to_str().unwrap(),
+        ]);
+        let e = SigningKey::from_pem(&read(&ec), None).unwrap_err();
+        assert!(matches!(e, KeyError::Unsupported(_)), "{curve}: {e}");
+        let sec1 = dir.path().join("ec.sec1");
+        openssl(&[
+            "ec",
+            "-in",
+            ec.to_str().unwrap(),
+            "-out",
+            sec1.to_str().unwrap(),
+        ]);
+        let e = SigningKey::from_pem(&read(&sec1), None).unwrap_err();
+        assert!(matches!(e, KeyError::Unsupported(_)), "{curve} SEC1: {e}");
+    }
     let trad = dir.path().join("trad.pem");
     openssl(&[
         "rsa",
@@ -461,5 +471,119 @@ fn rejects_bad_keys() {
     assert!(matches!(
         SigningKey::from_pem(&read(&small), None),
         Err(KeyError::InvalidRsa(_))
+    ));
+}
+
+/// A fresh EC key on `curve` (PKCS#8 PEM), its SEC1 form, an encrypted PKCS#8 form (passphrase
+/// "pw") and a self-signed certificate.
+fn make_ec_key(dir: &Path, name: &str, curve: &str) -> [PathBuf; 4] {
+    let key = dir.join(format!("{name}.key"));
+    let sec1 = dir.join(format!("{name}.sec1"));
+    let enc = dir.join(format!("{name}.enc"));
+    let cert = dir.join(format!("{name}.crt"));
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        &format!("ec_paramgen_curve:{curve}"),
+        "-out",
+        &p(&key),
+    ]);
+    openssl(&["ec", "-in", &p(&key), "-out", &p(&sec1)]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        &p(&key),
+        "-passout",
+        "pass:pw",
+        "-out",
+        &p(&enc),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p(&key),
+        "-subj",
+        &format!("/CN={name}"),
+        "-days",
+        "1",
+        "-out",
+        &p(&cert),
+    ]);
+    [key, sec1, enc, cert]
+}
+
+#[test]
+fn ecdsa_keys_sign_deterministically_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rsa = test_signer().signature_len(HashAlgorithm::Sha256).unwrap();
+    for (curve, bits, max_value) in [("P-256", 256, 72), ("P-384", 384, 104)] {
+        let [key, sec1, enc, cert] = make_ec_key(d, &format!("ec{bits}"), curve);
+        let [_, _, _, other_cert] = make_ec_key(d, &format!("other{bits}"), curve);
+        let signer = LocalSigner::load(&key, Some(&cert), None).unwrap();
+        assert_eq!(signer.key().bits(), bits);
+        assert_eq!(signer.key().signature_len(), max_value);
+        assert_eq!(
+            signer.key().algorithm(),
+            signer.certificate().key_algorithm()
+        );
+        for (form, pass) in [(&sec1, None), (&enc, Some(&b"pw"[..]))] {
+            let k = LocalSigner::load(form, Some(&cert), pass).unwrap();
+            assert_eq!(k.key().public_key_der(), signer.key().public_key_der());
+        }
+        assert!(matches!(
+            LocalSigner::load(&enc, Some(&cert), Some(b"wrong")),
+            Err(LoadError::Key {
+                error: KeyError::WrongPassphrase,
+                ..
+            })
+        ));
+        assert!(matches!(
+            LocalSigner::load(&key, Some(&other_cert), None),
+            Err(LoadError::Mismatch { .. })
+        ));
+        let other = Certificate::parse(&read(&other_cert)).unwrap();
+        for alg in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+            let max = signer.signature_len(alg).unwrap();
+            assert!(max < rsa, "{curve}: {max} >= RSA-2048's {rsa}");
+            for byte in 0..20u8 {
+                let digest = FileDigest::new(alg, &vec![byte; alg.digest_size()]).unwrap();
+                let sig = signer.sign_digest(&digest).unwrap();
+                assert_eq!(sig, signer.sign_digest(&digest).unwrap(), "RFC 6979");
+                assert!(
+                    sig.len() <= max && sig.len() + 4 >= max,
+                    "{} vs {max}",
+                    sig.len()
+                );
+                let trusted = [other.clone(), signer.certificate().clone()];
+                assert_eq!(
+                    verify_signature(&sig, &digest, &trusted).unwrap(),
+                    &trusted[1]
+                );
+                let p = Pkcs7Signature::parse(&sig).unwrap();
+                assert_eq!(p.signature_algorithm(), SignatureAlgorithm::Ecdsa);
+                assert_eq!(p.digest_algorithm().fsverity(), Some(alg));
+                let wrong = FileDigest::new(alg, &vec![byte ^ 1; alg.digest_size()]).unwrap();
+                assert!(matches!(
+                    verify_signature(&sig, &wrong, &trusted),
+                    Err(VerifyError::BadSignature(_))
+                ));
+            }
+        }
+    }
+    // A P-256 key against a P-384 certificate: a mismatch, not a crash.
+    let [k256, ..] = make_ec_key(d, "a", "P-256");
+    let [.., c384] = make_ec_key(d, "b", "P-384");
+    assert!(matches!(
+        LocalSigner::load(&k256, Some(&c384), None),
+        Err(LoadError::Mismatch { .. })
     ));
 }

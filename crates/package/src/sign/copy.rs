@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+use fsverity::HashAlgorithm;
 use rpm_format::{Package, RewriteMode};
 use verity_signing::Signer;
 
@@ -14,9 +15,10 @@ use crate::output::AtomicFile;
 
 /// The main header and payload copied into the new file while the payload is still being
 /// hashed. The new signature header's length is known before its signatures are: every
-/// signature made with one key and certificate has the same length, which a local signer
+/// RSA signature made with one key and certificate has the same length, which a local signer
 /// computes without signing and a remote one tells by one probe signature (of the empty file's
-/// digest, which most packages need anyway); that fixes the layout, and the copy
+/// digest, which most packages need anyway); ECDSA signatures are at most a known length, and
+/// [`lay_out`] gives shorter ones the longest one's layout. That fixes the layout, and the copy
 /// (and its fdatasync) can run at its final offset beside decompression and hashing. Signing
 /// then only has to write the lead and the signature header at the front.
 pub(super) struct EarlyCopy {
@@ -125,6 +127,27 @@ fn copy_range(
         }
     }
     Ok(())
+}
+
+/// The new signature header for `signatures`. Signatures shorter than the longest the signer
+/// says it makes (ECDSA's vary by a few bytes) get the layout of the longest when the header is
+/// rewritten, with RESERVEDSPACE taking up the difference: that is the layout
+/// [`start_early_copy`] predicts, and the same bytes whatever lengths the signatures have.
+pub(super) fn lay_out(
+    signature: &rpm_format::SignatureHeader,
+    signatures: &[Vec<u8>],
+    hash_alg: HashAlgorithm,
+    signer: &dyn Signer,
+) -> anyhow::Result<rpm_format::RewritePlan> {
+    let id = u32::from(hash_alg.id());
+    Ok(match signer.signature_len(hash_alg) {
+        Some(longest) if signatures.iter().any(|s| s.len() < longest) => {
+            let predicted =
+                signature.with_verity(&vec![vec![0u8; longest]; signatures.len()], id)?;
+            signature.with_verity_reserving(signatures, id, predicted.signature_bytes.len())?
+        }
+        _ => signature.with_verity(signatures, id)?,
+    })
 }
 
 /// Starts an [`EarlyCopy`] when the package will be written to a new file (rewrite mode or

@@ -1,7 +1,8 @@
 //! Writing the SignedData libfsverity writes:
 //! `PKCS7_sign(..., PKCS7_BINARY|PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_NOCERTS)` + `i2d_PKCS7`.
 //! Detached content, no certificates, no signed attributes, one signer named by issuer and
-//! serial, and `NULL` parameters in every AlgorithmIdentifier, as OpenSSL writes them.
+//! serial, and `NULL` parameters in every AlgorithmIdentifier but ECDSA's, which has none, as
+//! OpenSSL writes them.
 
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -13,7 +14,10 @@ use der::Encode;
 use fsverity::HashAlgorithm;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
-use super::{DigestAlgorithm, OID_DATA, OID_RSA_ENCRYPTION, OID_SIGNED_DATA};
+use super::{
+    DigestAlgorithm, SignatureAlgorithm, OID_DATA, OID_ECDSA_SHA256, OID_ECDSA_SHA512,
+    OID_RSA_ENCRYPTION, OID_SIGNED_DATA,
+};
 use crate::cert::Certificate;
 
 /// Why a SignedData could not be encoded: only a signature too long for DER lengths (256 MiB)
@@ -40,6 +44,39 @@ pub fn rsa_signed_data(
     cert: &Certificate,
     signature: &[u8],
 ) -> Result<Vec<u8>, BuildError> {
+    signed_data(hash, SignatureAlgorithm::RsaPkcs1, cert, signature)
+}
+
+/// The DER PKCS#7 for an ECDSA `signature` (a DER `ECDSA-Sig-Value`) of a formatted digest
+/// hashed with `hash`: what `fsverity sign` writes with an EC key, `digestEncryptionAlgorithm`
+/// `ecdsa-with-SHA256` (or `-SHA512`, the digest OpenSSL pairs it with) without parameters.
+pub fn ecdsa_signed_data(
+    hash: HashAlgorithm,
+    cert: &Certificate,
+    signature: &[u8],
+) -> Result<Vec<u8>, BuildError> {
+    signed_data(hash, SignatureAlgorithm::Ecdsa, cert, signature)
+}
+
+/// The DER PKCS#7 for a `signature` made with `algorithm` over a formatted digest hashed with
+/// `hash`, naming `cert`'s issuer and serial as the signer.
+pub fn signed_data(
+    hash: HashAlgorithm,
+    algorithm: SignatureAlgorithm,
+    cert: &Certificate,
+    signature: &[u8],
+) -> Result<Vec<u8>, BuildError> {
+    let signature_algorithm = match (algorithm, hash) {
+        (SignatureAlgorithm::RsaPkcs1, _) => algorithm_with_null(OID_RSA_ENCRYPTION),
+        (SignatureAlgorithm::Ecdsa, HashAlgorithm::Sha256) => AlgorithmIdentifierOwned {
+            oid: OID_ECDSA_SHA256,
+            parameters: None,
+        },
+        (SignatureAlgorithm::Ecdsa, HashAlgorithm::Sha512) => AlgorithmIdentifierOwned {
+            oid: OID_ECDSA_SHA512,
+            parameters: None,
+        },
+    };
     let digest_algorithm = algorithm_with_null(DigestAlgorithm::from(hash).oid());
     let signer_info = SignerInfo {
         version: CmsVersion::V1,
@@ -49,7 +86,7 @@ pub fn rsa_signed_data(
         }),
         digest_alg: digest_algorithm.clone(),
         signed_attrs: None,
-        signature_algorithm: algorithm_with_null(OID_RSA_ENCRYPTION),
+        signature_algorithm,
         signature: OctetString::new(signature)?,
         unsigned_attrs: None,
     };

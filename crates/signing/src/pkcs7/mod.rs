@@ -11,7 +11,9 @@ use crate::cert::Certificate;
 pub mod build;
 pub mod parse;
 
-pub use build::{build_rsa_signed_data, rsa_signed_data, BuildError};
+pub use build::{
+    build_rsa_signed_data, ecdsa_signed_data, rsa_signed_data, signed_data, BuildError,
+};
 pub use parse::{ParseError, Pkcs7Signature};
 
 /// Largest signature the kernel's ASN.1 decoder accepts; larger input is refused unparsed.
