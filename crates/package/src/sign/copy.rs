@@ -140,10 +140,15 @@ pub(super) fn lay_out(
     signer: &dyn Signer,
 ) -> anyhow::Result<rpm_format::RewritePlan> {
     let id = u32::from(hash_alg.id());
+    // Files left unsigned by the selection keep their empty entry in the prediction too.
+    let shorter = |s: &Vec<u8>| !s.is_empty() && Some(s.len()) < signer.signature_len(hash_alg);
     Ok(match signer.signature_len(hash_alg) {
-        Some(longest) if signatures.iter().any(|s| s.len() < longest) => {
-            let predicted =
-                signature.with_verity(&vec![vec![0u8; longest]; signatures.len()], id)?;
+        Some(longest) if signatures.iter().any(shorter) => {
+            let longest_layout: Vec<Vec<u8>> = signatures
+                .iter()
+                .map(|s| vec![0u8; if s.is_empty() { 0 } else { longest }])
+                .collect();
+            let predicted = signature.with_verity(&longest_layout, id)?;
             signature.with_verity_reserving(signatures, id, predicted.signature_bytes.len())?
         }
         _ => signature.with_verity(signatures, id)?,
