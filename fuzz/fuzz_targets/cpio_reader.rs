@@ -70,16 +70,64 @@ fn lists() -> &'static [FileList] {
     static LISTS: OnceLock<Vec<FileList>> = OnceLock::new();
     LISTS.get_or_init(|| {
         let plain = [
-            F { path: "/usr/bin/a", size: 5, mode: 0o100755, flags: 0, inode: 1 },
-            F { path: "/usr/share/b", size: 0, mode: 0o100644, flags: 0, inode: 2 },
-            F { path: "/usr/share", size: 4096, mode: 0o040755, flags: 0, inode: 3 },
-            F { path: "/usr/lib/l", size: 1, mode: 0o120777, flags: 0, inode: 4 },
+            F {
+                path: "/usr/bin/a",
+                size: 5,
+                mode: 0o100755,
+                flags: 0,
+                inode: 1,
+            },
+            F {
+                path: "/usr/share/b",
+                size: 0,
+                mode: 0o100644,
+                flags: 0,
+                inode: 2,
+            },
+            F {
+                path: "/usr/share",
+                size: 4096,
+                mode: 0o040755,
+                flags: 0,
+                inode: 3,
+            },
+            F {
+                path: "/usr/lib/l",
+                size: 1,
+                mode: 0o120777,
+                flags: 0,
+                inode: 4,
+            },
         ];
         let links = [
-            F { path: "/x/h1", size: 3, mode: 0o100644, flags: 0, inode: 7 },
-            F { path: "/x/h2", size: 3, mode: 0o100644, flags: 0, inode: 7 },
-            F { path: "/x/g", size: 9, mode: 0o100644, flags: GHOST, inode: 8 },
-            F { path: "/x/c", size: 2, mode: 0o100644, flags: 1, inode: 9 },
+            F {
+                path: "/x/h1",
+                size: 3,
+                mode: 0o100644,
+                flags: 0,
+                inode: 7,
+            },
+            F {
+                path: "/x/h2",
+                size: 3,
+                mode: 0o100644,
+                flags: 0,
+                inode: 7,
+            },
+            F {
+                path: "/x/g",
+                size: 9,
+                mode: 0o100644,
+                flags: GHOST,
+                inode: 8,
+            },
+            F {
+                path: "/x/c",
+                size: 2,
+                mode: 0o100644,
+                flags: 1,
+                inode: 9,
+            },
         ];
         vec![
             list_for(&plain, false),

@@ -9,7 +9,9 @@ fn exercise(h: &Header) {
     assert!(h.len() <= h.raw().len());
     for e in h.tags() {
         // Entries the header hands out were validated at parse time.
-        let d = h.try_entry_data(&e).expect("parsed entry lies inside the store");
+        let d = h
+            .try_entry_data(&e)
+            .expect("parsed entry lies inside the store");
         assert_eq!(d.len(), e.len);
         let _ = h.get_u16s(e.tag);
         let _ = h.get_u32s(e.tag);
@@ -33,7 +35,11 @@ fn exercise(h: &Header) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    for kind in [HeaderKind::Signature, HeaderKind::Main, HeaderKind::Database] {
+    for kind in [
+        HeaderKind::Signature,
+        HeaderKind::Main,
+        HeaderKind::Database,
+    ] {
         if let Ok((h, used)) = Header::parse(data, kind) {
             assert!(used <= data.len());
             exercise(&h);

@@ -48,10 +48,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|e| base64::decode_lenient(e).expect("tag 276 entry decodes"))
             .collect();
         assert_eq!(got, sigs);
-        assert_eq!(
-            h.get_u32(tags::SIG_VERITYSIGNATUREALGO).unwrap(),
-            Some(alg)
-        );
+        assert_eq!(h.get_u32(tags::SIG_VERITYSIGNATUREALGO).unwrap(), Some(alg));
     }
     // Every other tag of the original is still there with the same type and data.
     let old = sig.header();
