@@ -17,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = p.matches(&p.nevra);
         for f in &p.files {
             let _ = f.path_lossy();
-            let _ = skip_reason(f, false);
-            let _ = skip_reason(f, true);
+            let _ = skip_reason(f, false, p.has_signatures);
+            let _ = skip_reason(f, true, p.has_signatures);
         }
     }
 });

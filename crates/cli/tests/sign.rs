@@ -1213,16 +1213,25 @@ fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
             check_signed(dir, orig, &ours, &cert, alg);
             if orig == &many {
                 // Rewritten with the layout of the longest signatures (the one predicted for the
-                // copy beside hashing): the reservation takes up what shorter ones leave.
+                // copy beside hashing): the reservation takes up what shorter ones leave. Only
+                // when some entry is shorter in base64: a signature one or two bytes short of
+                // the longest often encodes to the same length, and with a random key's
+                // certificate that can hold for every file.
                 let sh = sig_header(&ours);
                 let h = sh.header();
                 let reserved = h
                     .entry(tags::SIG_RESERVEDSPACE)
                     .map(|e| h.entry_data(e).len());
-                assert!(
-                    reserved > Some(4128),
-                    "{curve} {alg}: reservation {reserved:?}"
-                );
+                let lens = entry_lens(&ours);
+                let longest = lens.iter().copied().max().unwrap_or(0);
+                if lens.iter().any(|&l| l < longest) {
+                    assert!(
+                        reserved > Some(4128),
+                        "{curve} {alg}: reservation {reserved:?}"
+                    );
+                } else {
+                    assert!(reserved >= Some(4128), "{curve} {alg}: {reserved:?}");
+                }
             }
             if curve == "P-256" {
                 let lens = entry_lens(&ours);
