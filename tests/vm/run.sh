@@ -20,6 +20,8 @@
 #   --append ARGS       extra kernel command line
 #   --console FILE      keep the serial console (kernel messages) in FILE
 #   --verbose           print the console log to stderr even on success
+#   --kernel SERIES     6.1 (default, Debian 12's kernel) or 6.12 (IPE, ECDSA); same as
+#                       RPM_VERITY_VM_KERNEL=SERIES
 # Environment: RPM_VERITY_VM_CACHE (kernel cache dir), RPM_VERITY_VM_BOOT=bzimage (boot the
 # compressed kernel instead of the extracted vmlinux), RPM_VERITY_VM_KPKG (pin the kernel
 # package, see setup.sh).
@@ -47,6 +49,7 @@ while (($#)); do
         --append) append=$2; shift 2 ;;
         --console) console_out=$2; shift 2 ;;
         --verbose) verbose=1; shift ;;
+        --kernel) export RPM_VERITY_VM_KERNEL=$2; shift 2 ;;
         --) shift; break ;;
         -*) die "unknown option $1" ;;
         *) break ;;

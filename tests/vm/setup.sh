@@ -30,11 +30,21 @@ MODULES=(
     sha512_generic
 )
 
-# Which kernel package: the current dependency of the linux-image-amd64 metapackage,
-# unless pinned with RPM_VERITY_VM_KPKG=linux-image-6.1.0-NN-amd64.
+# Which kernel package: RPM_VERITY_VM_KERNEL=6.1 (default) is the current dependency of the
+# linux-image-amd64 metapackage (Debian 12's 6.1); RPM_VERITY_VM_KERNEL=6.12 is the newest
+# linux-image-6.12.*-amd64[-unsigned] (bookworm-backports/updates: IPE, ECDSA). Pin an exact
+# package with RPM_VERITY_VM_KPKG=linux-image-6.1.0-NN-amd64.
+series=${RPM_VERITY_VM_KERNEL:-6.1}
 resolve() {
-    apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
+    case $series in
+        6.1)
+            apt-cache depends linux-image-amd64 2>/dev/null |
+                sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1 ;;
+        6.12)
+            apt-cache search --names-only '^linux-image-6\.12\.[0-9.]+\+deb[0-9]+-amd64(-unsigned)?$' 2>/dev/null |
+                awk '{print $1}' | sort -V | tail -n1 ;;
+        *) die "RPM_VERITY_VM_KERNEL must be 6.1 or 6.12, not $series" ;;
+    esac
 }
 pkg=${RPM_VERITY_VM_KPKG:-}
 if [[ -z $pkg ]]; then
@@ -47,6 +57,7 @@ if [[ -z $pkg ]]; then
     [[ -n $pkg ]] || die "cannot resolve linux-image-amd64's dependency (run apt-get update)"
 fi
 kver=${pkg#linux-image-}
+kver=${kver%-unsigned}
 kdir=$CACHE/$kver
 
 if [[ -f $kdir/.complete ]]; then
