@@ -11,6 +11,7 @@
 
 pub mod digest;
 pub mod output;
+pub mod repo;
 pub mod report;
 pub mod select;
 pub mod show;

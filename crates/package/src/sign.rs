@@ -162,6 +162,14 @@ impl SignOutcome {
             seconds: 0.0,
         }
     }
+
+    /// A package left alone, and why.
+    pub fn skipped(package: &Path, reason: String) -> SignOutcome {
+        let mut o = SignOutcome::new(package);
+        o.status = SignStatus::Skipped;
+        o.error = Some(reason);
+        o
+    }
 }
 
 /// Reports of a run over several packages.

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 use fsverity::HashAlgorithm;
+use verity_package::repo;
 use verity_package::select::{FileSelection, Glob};
 use verity_package::sign::{
     self, Action, SignOptions, SignOutcome, SignProgress, SignStatus, WriteMode,
@@ -22,8 +23,14 @@ use crate::rpm_defaults::SigningMacros;
 #[derive(clap::Args)]
 pub struct Args {
     /// Packages to sign (in place unless --output-dir is given).
-    #[arg(required = true, value_name = "PKG")]
+    #[arg(required_unless_present = "repo", value_name = "PKG")]
     pub packages: Vec<PathBuf>,
+
+    /// Sign every binary package under the yum/dnf repository DIR (in place; those already
+    /// signed by this certificate are skipped), then refresh its metadata with
+    /// `createrepo_c --update DIR`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["packages", "output_dir", "delete", "include_source"])]
+    pub repo: Option<PathBuf>,
 
     /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8). Default: rpm's
     /// %_file_signing_key (and then %_file_signing_cert), as rpmsign.
@@ -106,10 +113,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         list_files: args.verbosity.verbose,
         selection: args.selection.selection(),
     };
-    let report = Report::new(&args);
-    let results = sign::sign_packages(&args.packages, &opts, action, threads, &report)?;
+    let packages = match &args.repo {
+        Some(dir) => verity_package::repo::find_packages(dir)?,
+        None => args.packages.clone(),
+    };
+    let report = Report::new(&args, &packages);
+    let (results, refresh) = match (&args.repo, action) {
+        (Some(dir), Action::Sign(signer)) => {
+            let (r, refresh) =
+                repo::sign_repository(dir, &packages, &opts, signer, threads, &report)?;
+            (r, Some(refresh))
+        }
+        _ => (
+            sign::sign_packages(&packages, &opts, action, threads, &report)?,
+            None,
+        ),
+    };
     report.finish();
-    print_summary(&results, &args)?;
+    print_summary(&results, &args, refresh.as_ref())?;
+    if let Some(Err(e)) = refresh {
+        return Err(e.into());
+    }
     let failed = results
         .iter()
         .filter(|o| o.status == SignStatus::Error)
@@ -134,11 +158,11 @@ struct Report {
 }
 
 impl Report {
-    fn new(args: &Args) -> Report {
-        let n = args.packages.len();
-        let bytes = n == 1;
+    fn new(args: &Args, packages: &[PathBuf]) -> Report {
+        let n = packages.len();
+        let bytes = n == 1 && args.repo.is_none();
         let bar = if bytes {
-            render::progress_bar(0, &args.packages[0].display().to_string())
+            render::progress_bar(0, &packages[0].display().to_string())
         } else {
             render::count_bar(n as u64, "signing")
         };
@@ -259,24 +283,42 @@ fn signer(args: &Args, macros: &SigningMacros) -> anyhow::Result<Option<Box<dyn 
     Ok(Some(Box::new(signer)))
 }
 
-fn print_summary(results: &[SignOutcome], args: &Args) -> anyhow::Result<()> {
+fn print_summary(
+    results: &[SignOutcome],
+    args: &Args,
+    refresh: Option<&Result<repo::MetadataRefresh, repo::RepoError>>,
+) -> anyhow::Result<()> {
     let count = |s: SignStatus| results.iter().filter(|o| o.status == s).count();
     let failed = count(SignStatus::Error);
     let done = count(SignStatus::Signed) + count(SignStatus::Deleted);
     let skipped = count(SignStatus::Skipped);
     if args.json.json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "packages": results,
             "done": done,
             "skipped": skipped,
             "failed": failed,
         });
+        if let Some(r) = refresh {
+            doc["metadata"] = match r {
+                Ok(m) => {
+                    serde_json::json!({"refreshed": true, "command": m.command, "seconds": m.seconds})
+                }
+                Err(e) => serde_json::json!({"refreshed": false, "error": e.to_string()}),
+            };
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else if args.packages.len() > 1 && !args.verbosity.quiet {
+    } else if (results.len() > 1 || refresh.is_some()) && !args.verbosity.quiet {
         println!(
             "{} done, {skipped} skipped, {failed} failed",
             render::plural(done, "package")
         );
+        if let Some(Ok(m)) = refresh {
+            println!(
+                "repository metadata refreshed ({}, {:.2}s)",
+                m.command, m.seconds
+            );
+        }
     }
     Ok(())
 }
