@@ -1582,3 +1582,79 @@ fn remote_signer_refuses_signatures_it_cannot_verify() {
         assert!(e.contains(why), "mode {m}: {e}");
     }
 }
+
+/// Several `--signer`s: a request goes to the replica that answered last, and on a connection
+/// failure or a 5xx answer to the next, each tried at most twice; the audit line names the
+/// request and the attempt.
+#[test]
+fn fails_over_between_replicas() {
+    let pki = Pki::new();
+    let (log_a, log_b) = (pki.path("a.jsonl"), pki.path("b.jsonl"));
+    let mut a = Server::start(&pki.config(&log_a, "127.0.0.1:0", ""), None);
+    let b = Server::start(&pki.config(&log_b, "127.0.0.1:0", ""), None);
+    let local = pki.local("k1");
+    let events = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = events.clone();
+    let mut options = remote_args(&pki, &a, "k1", &Creds::Token("token"));
+    options.urls = vec![a.url(), b.url()];
+    options.retry = RetryPolicy {
+        attempts: 7,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+    };
+    options.events = Some(verity_service::EventSink(Arc::new(move |e| {
+        sink.lock().unwrap().push(match e {
+            verity_service::SignerEvent::Using { url } => format!("using {url}"),
+            verity_service::SignerEvent::Failed { url, .. } => format!("failed {url}"),
+        })
+    })));
+    let remote = connect(&options).unwrap();
+    let batch = digests(HashAlgorithm::Sha256, 30, 7);
+    let expected = local.sign_digests(&batch).unwrap();
+    assert_eq!(remote.sign_digests(&batch).unwrap(), expected);
+    assert_eq!(signed_count(&audit_lines(&log_a)), 1);
+    assert_eq!(signed_count(&audit_lines(&log_b)), 0);
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "{:?}",
+        events.lock().unwrap()
+    );
+
+    a.kill9();
+    assert_eq!(remote.sign_digests(&batch).unwrap(), expected);
+    assert_eq!(remote.sign_digests(&batch).unwrap(), expected);
+    let lines_b = audit_lines(&log_b);
+    let signed_b: Vec<&Value> = lines_b
+        .iter()
+        .filter(|l| l["outcome"] == "signed")
+        .collect();
+    assert_eq!(signed_b.len(), 2, "{lines_b:?}");
+    // The first request after the kill was its attempt 2 (attempt 1 met the dead replica); the
+    // next went straight to b.
+    assert_eq!(signed_b[0]["attempt"], "2", "{:?}", signed_b[0]);
+    assert_eq!(signed_b[1]["attempt"], "1", "{:?}", signed_b[1]);
+    let ids: std::collections::BTreeSet<String> = audit_lines(&log_a)
+        .iter()
+        .chain(&lines_b)
+        .filter(|l| l["action"] == "sign")
+        .map(|l| l["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "one name per request: {ids:?}");
+    assert_eq!(
+        *events.lock().unwrap(),
+        [format!("failed {}", a.url()), format!("using {}", b.url())]
+    );
+
+    // A 5xx answer (audit log on /dev/full: 503) also fails over, here at connect.
+    let full = Server::start(&pki.config(Path::new("/dev/full"), "127.0.0.1:0", ""), None);
+    options.urls = vec![full.url(), b.url()];
+    let remote = connect(&options).unwrap();
+    assert_eq!(remote.sign_digests(&batch).unwrap(), expected);
+
+    // Every replica down: each tried twice, then a clear error naming the last one.
+    options.urls = vec![a.url(), full.url()];
+    let e = connect(&options).unwrap_err();
+    let text = format!("{e:#}");
+    assert!(text.contains("gave up after 4 attempts"), "{text}");
+    assert!(text.contains(&full.url()), "{text}");
+}

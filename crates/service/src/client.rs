@@ -2,6 +2,7 @@
 //! it. Blocking, because its callers are plain threads (rayon); one agent keeps TLS connections
 //! alive across batches and threads.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,29 +33,61 @@ pub enum Credentials {
 /// Where the service is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct RemoteSignerOptions {
-    /// `https://HOST:PORT`; a trailing `/` is ignored.
-    pub url: String,
+    /// `https://HOST:PORT` of each replica, in order of preference; a trailing `/` is ignored.
+    /// A request that meets a connection failure, a timeout or a 5xx answer goes to the next.
+    pub urls: Vec<String>,
     pub key_name: String,
     pub credentials: Credentials,
     /// CA certificate(s) (PEM) that issued the service's certificate; `None`: the system's.
     pub ca: Option<PathBuf>,
     pub retry: RetryPolicy,
+    /// Told which signer answered and which failed, e.g. for `-v`.
+    pub events: Option<EventSink>,
 }
 
 impl RemoteSignerOptions {
     pub fn new(url: impl Into<String>, key_name: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            urls: vec![url.into()],
             key_name: key_name.into(),
             credentials: Credentials::None,
             ca: None,
             retry: RetryPolicy::default(),
+            events: None,
         }
+    }
+}
+
+/// What the client tells an [`EventSink`].
+#[derive(Debug)]
+pub enum SignerEvent<'a> {
+    /// Requests now go to `url` (the first answer, or after a failover).
+    Using { url: &'a str },
+    /// An attempt at `url` failed; `next` is where the request goes now, if anywhere.
+    Failed {
+        url: &'a str,
+        error: &'a RequestError,
+        next: Option<&'a str>,
+    },
+}
+
+/// A callback for [`SignerEvent`]s, called on the signing threads.
+#[derive(Clone)]
+pub struct EventSink(pub Arc<dyn Fn(&SignerEvent<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
     }
 }
 
 /// How hard to try before a batch is given up: connection failures and 5xx answers (a restarting
 /// or overloaded server) are retried, everything else fails at once.
+///
+/// With one signer a request gets `attempts` tries, with backoff between them. With several, a
+/// request goes round them in order (starting at the one that answered last), and each gets it
+/// at most twice: the first round and one retry after a backoff, so a dead replica costs one
+/// failed connection per request, not a restart's worth of waiting.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     pub attempts: u32,
@@ -219,21 +252,103 @@ impl RequestError {
 }
 
 pub struct RemoteSigner {
-    agent: ureq::Agent,
-    base: String,
+    replicas: Replicas,
+    /// Names this process's requests in the audit log (`request_id`), so that a request retried
+    /// on another replica after its answer was lost can be told from two requests.
+    request_prefix: String,
+    next_request: AtomicU64,
     key_name: String,
-    auth_header: Option<String>,
     /// The key's certificate, as `GET /v1/keys` gave it: every signature the service returns is
     /// checked against it, so a wrong, corrupted or substituted answer never reaches a package.
+    /// A replica that signs with another key is thereby refused too.
     cert: Certificate,
-    retry: RetryPolicy,
     batch: usize,
+}
+
+/// The replicas of the service and how requests fail over between them.
+struct Replicas {
+    agent: ureq::Agent,
+    /// In order of preference.
+    bases: Vec<String>,
+    /// Index in `bases` of the replica that answered last: requests start there.
+    preferred: AtomicUsize,
+    events: Option<EventSink>,
+    auth_header: Option<String>,
+    retry: RetryPolicy,
+}
+
+impl Replicas {
+    fn tell(&self, e: SignerEvent<'_>) {
+        if let Some(sink) = &self.events {
+            (sink.0)(&e);
+        }
+    }
+
+    /// One request, sent by `send(url, attempt)` to `base + path` of one replica after another
+    /// (see [`RetryPolicy`]). Returns the full URL that gave a 2xx answer and its body; an
+    /// error names the URL tried last.
+    fn call<F>(&self, path: &str, send: F) -> Result<(String, Vec<u8>), ClientError>
+    where
+        F: Fn(&str, u32) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    {
+        let n = self.bases.len();
+        let rounds = if n == 1 {
+            self.retry.attempts.max(1)
+        } else {
+            2
+        };
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 0;
+        for round in 0..rounds {
+            for k in 0..n {
+                let i = (start + k) % n;
+                let url = format!("{}{path}", self.bases[i]);
+                attempt += 1;
+                let e = match send(&url, attempt) {
+                    Ok(resp) => match read_answer(resp) {
+                        Ok(body) => {
+                            if self.preferred.swap(i, Ordering::Relaxed) != i || attempt > 1 {
+                                self.tell(SignerEvent::Using {
+                                    url: &self.bases[i],
+                                });
+                            }
+                            return Ok((url, body));
+                        }
+                        Err(e) => e,
+                    },
+                    Err(e) => RequestError::from_transport(e),
+                };
+                let last = round + 1 == rounds && k + 1 == n;
+                if !e.retryable() || last {
+                    let source = if e.retryable() {
+                        RequestError::GaveUp {
+                            attempts: attempt,
+                            last: Box::new(e),
+                        }
+                    } else {
+                        e
+                    };
+                    return Err(ClientError::Request { url, source });
+                }
+                let next = if k + 1 < n { (i + 1) % n } else { start };
+                self.tell(SignerEvent::Failed {
+                    url: &self.bases[i],
+                    error: &e,
+                    next: Some(&self.bases[next]),
+                });
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+        }
+        unreachable!("the last attempt returns")
+    }
 }
 
 impl std::fmt::Debug for RemoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteSigner")
-            .field("base", &self.base)
+            .field("urls", &self.replicas.bases)
             .field("key_name", &self.key_name)
             .finish()
     }
@@ -243,12 +358,17 @@ impl RemoteSigner {
     /// Connects to the service, checks that the key exists and is allowed for these credentials,
     /// and fetches its certificate, so configuration mistakes show up before any package is read.
     pub fn connect(options: &RemoteSignerOptions) -> Result<Self, ClientError> {
-        let base = options.url.trim_end_matches('/').to_string();
-        if !base.starts_with("https://") {
-            return Err(ClientError::NotHttps {
-                url: options.url.clone(),
-            });
+        let mut bases = Vec::new();
+        for url in &options.urls {
+            let base = url.trim_end_matches('/').to_string();
+            if !base.starts_with("https://") {
+                return Err(ClientError::NotHttps { url: url.clone() });
+            }
+            bases.push(base);
         }
+        let Some(base) = bases.first().cloned() else {
+            return Err(ClientError::NotHttps { url: String::new() });
+        };
         if !protocol::is_valid_key_name(&options.key_name) {
             return Err(ClientError::BadKeyName {
                 name: options.key_name.clone(),
@@ -258,23 +378,36 @@ impl RemoteSigner {
             Credentials::TokenFile(p) => Some(format!("Bearer {}", read_token(p)?)),
             _ => None,
         };
-        let agent = agent(options, &base)?;
-        let cert = fetch_certificate(
-            &agent,
-            &base,
-            &options.key_name,
-            auth_header.as_deref(),
-            &options.retry,
-        )?;
-        Ok(Self {
-            agent,
-            base,
-            key_name: options.key_name.clone(),
+        let replicas = Replicas {
+            agent: agent(options, &base)?,
+            bases,
+            preferred: AtomicUsize::new(0),
+            events: options.events.clone(),
             auth_header,
-            cert,
             retry: options.retry.clone(),
+        };
+        let cert = fetch_certificate(&replicas, &options.key_name)?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Self {
+            replicas,
+            request_prefix: format!(
+                "{:x}-{:x}{:08x}",
+                std::process::id(),
+                started.as_secs(),
+                started.subsec_nanos()
+            ),
+            next_request: AtomicU64::new(1),
+            key_name: options.key_name.clone(),
+            cert,
             batch: MAX_BATCH,
         })
+    }
+
+    /// The replica URLs, in order of preference.
+    pub fn urls(&self) -> &[String] {
+        &self.replicas.bases
     }
 
     /// Digests per request (1..=[`MAX_BATCH`]); smaller batches spread one package over more
@@ -283,34 +416,26 @@ impl RemoteSigner {
         self.batch = n.clamp(1, MAX_BATCH);
     }
 
-    fn with_auth<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        with_auth(self.auth_header.as_deref(), r)
-    }
-
-    fn call<F>(&self, send: F) -> Result<Vec<u8>, RequestError>
-    where
-        F: Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    {
-        call(&self.retry, send)
-    }
-
     fn sign_chunk(&self, chunk: &[FileDigest]) -> Result<Vec<Vec<u8>>, ClientError> {
         let alg = chunk[0].algorithm();
-        let url = format!("{}{}", self.base, protocol::sign_path(&self.key_name));
+        let path = protocol::sign_path(&self.key_name);
         let request = SignRequest::new(alg, chunk);
         let body = serde_json::to_vec(&request).map_err(ClientError::Encode)?;
-        let answer = self
-            .call(|| {
-                let r = self
-                    .agent
-                    .post(&url)
-                    .header("Content-Type", "application/json");
-                self.with_auth(r).send(&body[..])
-            })
-            .map_err(|source| ClientError::Request {
-                url: url.clone(),
-                source,
-            })?;
+        let id = format!(
+            "{}-{}",
+            self.request_prefix,
+            self.next_request.fetch_add(1, Ordering::Relaxed)
+        );
+        let r = &self.replicas;
+        let (url, answer) = r.call(&path, |url, attempt| {
+            let req = r
+                .agent
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header(protocol::REQUEST_ID_HEADER, &id)
+                .header(protocol::ATTEMPT_HEADER, attempt.to_string());
+            with_auth(r.auth_header.as_deref(), req).send(&body[..])
+        })?;
         let answer: SignResponse =
             serde_json::from_slice(&answer).map_err(|source| ClientError::BadAnswer {
                 url: url.clone(),
@@ -353,21 +478,11 @@ fn with_auth<B>(auth_header: Option<&str>, r: ureq::RequestBuilder<B>) -> ureq::
 
 /// The certificate of key `key_name`, checking that it exists and is allowed for these
 /// credentials.
-fn fetch_certificate(
-    agent: &ureq::Agent,
-    base: &str,
-    key_name: &str,
-    auth_header: Option<&str>,
-    retry: &RetryPolicy,
-) -> Result<Certificate, ClientError> {
-    let url = format!("{base}{}", protocol::KEYS_PATH);
-    let body =
-        call(retry, || with_auth(auth_header, agent.get(&url)).call()).map_err(|source| {
-            ClientError::Request {
-                url: url.clone(),
-                source,
-            }
-        })?;
+fn fetch_certificate(r: &Replicas, key_name: &str) -> Result<Certificate, ClientError> {
+    let (url, body) = r.call(protocol::KEYS_PATH, |url, _| {
+        with_auth(r.auth_header.as_deref(), r.agent.get(url)).call()
+    })?;
+    let base = url.trim_end_matches(protocol::KEYS_PATH).to_string();
     let list: KeyList = serde_json::from_slice(&body).map_err(|source| ClientError::BadAnswer {
         url: url.clone(),
         source,
@@ -397,37 +512,6 @@ fn fetch_certificate(
         key: key_name.to_string(),
         source,
     })
-}
-
-/// One request with retries. Returns the body of a 2xx answer.
-fn call<F>(retry: &RetryPolicy, send: F) -> Result<Vec<u8>, RequestError>
-where
-    F: Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-{
-    let mut backoff = retry.initial_backoff;
-    let attempts = retry.attempts.max(1);
-    let mut attempt = 1;
-    loop {
-        let e = match send() {
-            Ok(resp) => match read_answer(resp) {
-                Ok(body) => return Ok(body),
-                Err(e) => e,
-            },
-            Err(e) => RequestError::from_transport(e),
-        };
-        if !e.retryable() {
-            return Err(e);
-        }
-        if attempt == attempts {
-            return Err(RequestError::GaveUp {
-                attempts,
-                last: Box::new(e),
-            });
-        }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(retry.max_backoff);
-        attempt += 1;
-    }
 }
 
 fn read_token(path: &Path) -> Result<String, ClientError> {

@@ -7,7 +7,10 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 
-pub use client::{ClientError, Credentials, RemoteSigner, RemoteSignerOptions, RetryPolicy};
+pub use client::{
+    ClientError, Credentials, EventSink, RemoteSigner, RemoteSignerOptions, RetryPolicy,
+    SignerEvent,
+};
 pub use protocol::MAX_BATCH;
 
 /// `error: cause: cause ...`, for places that can carry only text: an HTTP error message, a log

@@ -16,6 +16,14 @@ pub const MAX_BATCH: usize = 1000;
 /// Path of the key list.
 pub const KEYS_PATH: &str = "/v1/keys";
 
+/// A sign request's name, the same for every attempt of it (on any replica), written to the
+/// audit log as `request_id`: a request whose answer was lost and that was retried elsewhere
+/// shows as two lines with one name, not as two requests.
+pub const REQUEST_ID_HEADER: &str = "rpm-verity-request-id";
+
+/// Which attempt of the request this is (1, 2, ...), written to the audit log as `attempt`.
+pub const ATTEMPT_HEADER: &str = "rpm-verity-attempt";
+
 /// Path of the sign endpoint of key `name`.
 pub fn sign_path(name: &str) -> String {
     format!("{KEYS_PATH}/{name}/sign")

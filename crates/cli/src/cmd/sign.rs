@@ -257,7 +257,7 @@ fn signer(args: &Args, macros: &SigningMacros) -> anyhow::Result<Option<Box<dyn 
         if args.key.is_some() || args.cert.is_some() {
             bail!("give either --key/--cert (sign here) or --signer (sign remotely), not both");
         }
-        return Ok(Some(Box::new(args.remote.connect()?)));
+        return Ok(Some(Box::new(args.remote.connect(args.verbosity.verbose)?)));
     }
     let key = args
         .key

@@ -236,6 +236,15 @@ async fn sign(
     let started = Instant::now();
     let mut rec = Record::new(&st, Some(&conn), "sign");
     rec.set("key", json!(untrusted(&name, UNTRUSTED_MAX)));
+    for (h, field) in [
+        (crate::protocol::REQUEST_ID_HEADER, "request_id"),
+        (crate::protocol::ATTEMPT_HEADER, "attempt"),
+    ] {
+        if let Some(v) = headers.get(h) {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            rec.set(field, json!(untrusted(&v, UNTRUSTED_MAX)));
+        }
+    }
     let mut body = Some(body);
     let resp = match sign_inner(&st, &conn, &name, &headers, &mut body, &mut rec).await {
         Ok(r) => r,
