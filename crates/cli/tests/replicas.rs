@@ -168,6 +168,37 @@ fn haproxy(d: &Path, port: u16, a: &str, b: &str) -> Proc {
     proc
 }
 
+fn metrics_agent(d: &Path) -> ureq::Agent {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let ca = ureq::tls::Certificate::from_pem(&std::fs::read(d.join("ca.crt")).unwrap()).unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider)
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .build()
+        .new_agent()
+}
+
+/// `rpm_verity_serve_in_flight_requests` of the replica at `addr`.
+fn in_flight(agent: &ureq::Agent, addr: &str) -> i64 {
+    let text = agent
+        .get(&format!("https://{addr}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("rpm_verity_serve_in_flight_requests "))
+        .expect("in-flight gauge")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn audit(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
@@ -246,14 +277,27 @@ fn replica_killed_behind_haproxy_while_signing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // SIGKILL replica a as soon as it has answered a request, while the client is mid-run.
+    // SIGKILL replica a while it is signing a request (its in-flight gauge counts the
+    // /metrics request asking too, and briefly a health check: two readings in a row of 2 or
+    // more), after it has answered at least one.
+    let metrics = metrics_agent(d);
     let until = Instant::now() + Duration::from_secs(60);
-    while signed_lines(&d.join("a.jsonl")).is_empty() {
-        assert!(Instant::now() < until, "replica a never signed");
-        std::thread::sleep(Duration::from_millis(5));
+    let mut busy = 0;
+    while busy < 2 || signed_lines(&d.join("a.jsonl")).is_empty() {
+        assert!(Instant::now() < until, "replica a never got busy");
+        busy = if in_flight(&metrics, &addr_a) >= 2 {
+            busy + 1
+        } else {
+            0
+        };
     }
     a.0.kill().unwrap();
     a.0.wait().unwrap();
+    let mut client = client;
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the client finished before the kill"
+    );
     let out = client.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -261,6 +305,8 @@ fn replica_killed_behind_haproxy_while_signing() {
         "sign through haproxy failed:\n{stderr}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The request in flight on a failed at the client and was retried (-v says so).
+    assert!(stderr.contains("failed ("), "{stderr}");
     assert_eq!(report["done"], 20, "{report:#}");
 
     // Byte-identical to local signing.

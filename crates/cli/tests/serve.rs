@@ -1609,6 +1609,11 @@ fn fails_over_between_replicas() {
         })
     })));
     let remote = connect(&options).unwrap();
+    // The signature length comes from the certificate, without a request.
+    for alg in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+        assert_eq!(remote.signature_len(alg), local.signature_len(alg));
+        assert!(remote.signature_len(alg).is_some());
+    }
     let batch = digests(HashAlgorithm::Sha256, 30, 7);
     let expected = local.sign_digests(&batch).unwrap();
     assert_eq!(remote.sign_digests(&batch).unwrap(), expected);
