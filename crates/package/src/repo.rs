@@ -158,8 +158,16 @@ pub fn sign_repository(
     let mut outcomes: Vec<Option<SignOutcome>> = vec![None; packages.len()];
     let mut todo = Vec::new();
     let mut todo_index = Vec::new();
-    for (i, pkg) in packages.iter().enumerate() {
-        match already_signed(pkg, &cert, opts) {
+    // Headers only, but a distribution has tens of thousands of packages: in parallel.
+    let verdicts: Vec<Option<String>> = {
+        use rayon::prelude::*;
+        packages
+            .par_iter()
+            .map(|p| already_signed(p, &cert, opts))
+            .collect()
+    };
+    for ((i, pkg), verdict) in packages.iter().enumerate().zip(verdicts) {
+        match verdict {
             Some(reason) => {
                 let mut o = skipped(pkg, reason);
                 o.package_size = fs::metadata(pkg).map(|m| m.len()).unwrap_or(0);

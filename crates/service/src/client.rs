@@ -272,6 +272,8 @@ struct Replicas {
     bases: Vec<String>,
     /// Index in `bases` of the replica that answered last: requests start there.
     preferred: AtomicUsize,
+    /// Whether a [`SignerEvent::Using`] was told yet.
+    announced: std::sync::atomic::AtomicBool,
     events: Option<EventSink>,
     auth_header: Option<String>,
     retry: RetryPolicy,
@@ -308,7 +310,9 @@ impl Replicas {
                 let e = match send(&url, attempt) {
                     Ok(resp) => match read_answer(resp) {
                         Ok(body) => {
-                            if self.preferred.swap(i, Ordering::Relaxed) != i || attempt > 1 {
+                            let moved = self.preferred.swap(i, Ordering::Relaxed) != i;
+                            let first = !self.announced.swap(true, Ordering::Relaxed);
+                            if moved || first || attempt > 1 {
                                 self.tell(SignerEvent::Using {
                                     url: &self.bases[i],
                                 });
@@ -382,6 +386,7 @@ impl RemoteSigner {
             agent: agent(options, &base)?,
             bases,
             preferred: AtomicUsize::new(0),
+            announced: Default::default(),
             events: options.events.clone(),
             auth_header,
             retry: options.retry.clone(),
