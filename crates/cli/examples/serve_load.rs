@@ -29,14 +29,14 @@ use verity_service::protocol::{self, SignRequest, MAX_BATCH};
 #[derive(Parser)]
 struct Args {
     /// https://HOST:PORT of the service.
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "raw_key")]
+    url: Option<String>,
     #[arg(long, default_value = "bench")]
     key: String,
-    #[arg(long)]
-    token_file: PathBuf,
-    #[arg(long)]
-    ca: PathBuf,
+    #[arg(long, required_unless_present = "raw_key")]
+    token_file: Option<PathBuf>,
+    #[arg(long, required_unless_present = "raw_key")]
+    ca: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     #[arg(long, default_value_t = 100)]
@@ -50,6 +50,12 @@ struct Args {
     /// Measure the raw signing rate of this PEM key on all cores instead.
     #[arg(long)]
     raw_key: Option<PathBuf>,
+    /// Threads of --raw-key (default: one per core). On a machine shared with other work, a
+    /// CPU-bound thread gets a fair share per thread, so the service's ~70 threads (its pool,
+    /// runtime and the 64 client threads) get more of the CPU than 2 raw threads would: measure
+    /// the raw rate with as many threads too.
+    #[arg(long)]
+    raw_threads: Option<usize>,
 }
 
 struct WorkerResult {
@@ -64,10 +70,10 @@ struct WorkerResult {
 
 /// Raw signatures per second of `key` on every core, signing distinct digests as the service
 /// does (the formatted fs-verity digest, SHA-256).
-fn raw(key: &std::path::Path, secs: f64) -> anyhow::Result<()> {
+fn raw(key: &std::path::Path, secs: f64, threads: Option<usize>) -> anyhow::Result<()> {
     let pem = std::fs::read(key).context("raw key")?;
     let key = Arc::new(verity_signing::SigningKey::from_pem(&pem, None)?);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.unwrap_or(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -119,16 +125,19 @@ fn server_signatures(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(key) = &args.raw_key {
-        return raw(key, args.duration);
+        return raw(key, args.duration, args.raw_threads);
     }
     if args.concurrency == 0 || args.batch == 0 || args.batch > MAX_BATCH {
         bail!("--concurrency must be > 0 and --batch 1..={MAX_BATCH}");
     }
-    let token = std::fs::read_to_string(&args.token_file)
+    let (Some(url), Some(token_file), Some(ca)) = (&args.url, &args.token_file, &args.ca) else {
+        bail!("--url, --token-file and --ca are required");
+    };
+    let token = std::fs::read_to_string(token_file)
         .context("token file")?
         .trim()
         .to_string();
-    let ca = std::fs::read(&args.ca).context("CA file")?;
+    let ca = std::fs::read(ca).context("CA file")?;
     let ca = ureq::tls::Certificate::from_pem(&ca).context("CA file")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = ureq::tls::TlsConfig::builder()
@@ -136,13 +145,9 @@ fn main() -> anyhow::Result<()> {
         .unversioned_rustls_crypto_provider(provider)
         .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
         .build();
-    let url = format!(
-        "{}{}",
-        args.url.trim_end_matches('/'),
-        protocol::sign_path(&args.key)
-    );
+    let base = url.trim_end_matches('/').to_string();
+    let url = format!("{}{}", base, protocol::sign_path(&args.key));
     let auth = format!("Bearer {token}");
-    let base = args.url.trim_end_matches('/').to_string();
     let metrics_agent = ureq::Agent::config_builder()
         .tls_config(tls.clone())
         .build()
