@@ -713,3 +713,36 @@ fn rsa_modulus_len(der: &[u8]) -> Option<usize> {
     let lead_zero = usize::from(*int.get(ih)? == 0);
     len.checked_sub(lead_zero).filter(|&n| n > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rsa_modulus_len;
+
+    #[test]
+    fn modulus_length_from_rsa_public_key_der() {
+        // SEQUENCE { INTEGER (0x00 + 256 bytes), INTEGER 65537 }
+        let mut n = vec![0x02, 0x82, 0x01, 0x01, 0x00, 0xc1];
+        n.extend(std::iter::repeat_n(0x55, 255));
+        let e = [0x02, 0x03, 0x01, 0x00, 0x01];
+        let len = n.len() + e.len();
+        let mut der = vec![0x30, 0x82, (len >> 8) as u8, len as u8];
+        der.extend(&n);
+        der.extend(e);
+        assert_eq!(rsa_modulus_len(&der), Some(256));
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x82],
+            &[0x31, 0x00],
+            &[0x30, 0x02, 0x04, 0x00],
+        ] {
+            assert_eq!(rsa_modulus_len(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            rsa_modulus_len(&der[..9]),
+            Some(256),
+            "length from the header"
+        );
+        assert_eq!(rsa_modulus_len(&der[..6]), None, "cut in the length");
+    }
+}
