@@ -85,7 +85,13 @@ fn trusted_keyring(name: &str) -> TrustedKeyring {
     let keys = linux::find_keyring(name)
         .and_then(linux::list_keyring_of)
         .ok()
-        .map(|keys| keys.into_iter().map(|k| k.description).collect());
+        // `.secondary_trusted_keys` links other keyrings; only keys can sign a policy.
+        .map(|keys| {
+            keys.into_iter()
+                .filter(|k| k.key_type != "keyring")
+                .map(|k| k.description)
+                .collect()
+        });
     TrustedKeyring {
         name: name.to_string(),
         keys,
