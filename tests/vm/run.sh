@@ -81,7 +81,7 @@ else
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rpm-verity-vm.XXXXXX")
-trap '[[ -n ${KEEP_WORK:-} ]] || rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 ir=$work/initramfs
 mkdir -p "$ir"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,lib,lib64,etc,proc,sys,dev,tmp,mnt,run,root,data}
 
