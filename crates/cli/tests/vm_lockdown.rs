@@ -388,4 +388,16 @@ fn without_enrolment_no_policy_can_be_deployed() {
         "{out}"
     );
     assert!(steps.ok("state-after-apply").starts_with("policies=[]"));
+    let unmounted = json(&steps, "status-unmounted");
+    assert_eq!(unmounted["securityfs"], false);
+    assert!(
+        unmounted["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("securityfs is not mounted"),
+        "{unmounted}"
+    );
+    let out = steps.rc("apply-unmounted", 1);
+    assert!(out.contains("the policy signer is not enrolled"), "{out}");
+    assert!(steps.ok("lsm-remounted").contains("ipe"));
 }

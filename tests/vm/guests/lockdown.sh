@@ -34,6 +34,11 @@ step status-after-bad $RV lockdown status --json
 if [ "${1:-db}" = pvh ]; then
     step apply-unenrolled $RV lockdown apply $D/policy.p7b --certs $D/certs
     step state-after-apply state
+    # Without securityfs (an initramfs without systemd): status says so, apply mounts it.
+    umount /sys/kernel/security
+    step status-unmounted $RV lockdown status --json
+    step apply-unmounted $RV lockdown apply $D/policy.p7b --certs $D/certs
+    step lsm-remounted cat /sys/kernel/security/lsm
     exit 0
 fi
 
