@@ -655,6 +655,18 @@ impl Server {
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// Its stderr once it holds `what` (it is read on another thread), or after 10 s.
+    fn stderr_with(&self, what: &str) -> String {
+        for _ in 0..100 {
+            let s = self.stderr();
+            if s.contains(what) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stderr()
+    }
 }
 
 impl Drop for Server {
@@ -715,12 +727,12 @@ fn rotation_signs_with_the_valid_key_and_refuses_when_none_is() {
     // Expired and current under one name: the current one signs, as local signing with it does.
     let config = pki.config(&[spec(&old, ""), spec(&new, ""), spec(&future, "")]);
     let server = Server::start(Command::new(BIN), &config).unwrap_or_else(|e| panic!("{e}"));
+    let err = server.stderr_with("signs with certificate");
+    assert!(err.contains("expired at 2020-01-31T00:00:00.000Z"), "{err}");
+    assert!(err.contains("is not valid before 2099-01-01"), "{err}");
     assert!(
-        server
-            .stderr()
-            .contains("expired at 2020-01-31T00:00:00.000Z"),
-        "{}",
-        server.stderr()
+        err.contains(&format!("signs with certificate {}", new.1.display())),
+        "{err}"
     );
     let remote = d.join("remote");
     let local = d.join("local");
