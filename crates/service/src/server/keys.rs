@@ -196,6 +196,57 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn version(from: u64, to: u64, serial: &str) -> KeyVersion {
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/");
+        let signer = verity_signing::LocalSigner::from_files(
+            Path::new(&format!("{data}key.pem")),
+            Path::new(&format!("{data}cert.pem")),
+            None,
+        )
+        .unwrap();
+        KeyVersion {
+            signer: Arc::new(signer),
+            cert_pem: serial.into(),
+            not_before: SystemTime::UNIX_EPOCH + Duration::from_secs(from),
+            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(to),
+            serial: serial.into(),
+            cert_path: format!("{serial}.crt"),
+        }
+    }
+
+    #[test]
+    fn the_newest_valid_version_signs_and_none_valid_says_why() {
+        let key = Key {
+            name: "k".into(),
+            versions: vec![
+                version(0, 100, "old"),
+                version(50, 200, "new"),
+                version(300, 400, "next"),
+            ],
+        };
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(key.current(at(10)).unwrap().serial, "old");
+        // Both valid: the one that became valid last.
+        assert_eq!(key.current(at(60)).unwrap().serial, "new");
+        assert_eq!(key.current(at(150)).unwrap().serial, "new");
+        assert_eq!(key.current(at(350)).unwrap().serial, "next");
+        let e = key.current(at(250)).err().unwrap();
+        assert!(
+            e.contains("old.crt (serial old) expired at 1970-01-01T00:01:40.000Z"),
+            "{e}"
+        );
+        assert!(e.contains("new.crt (serial new) expired at"), "{e}");
+        assert!(
+            e.contains("next.crt (serial next) is not valid before 1970-01-01T00:05:00.000Z"),
+            "{e}"
+        );
+        // Nothing signs between 200 and 300: the list shows the next one.
+        assert_eq!(key.shown(at(290)).serial, "next");
+        assert_eq!(key.shown(at(210)).serial, "new");
+        assert!(key.current(at(401)).is_err());
+    }
 
     #[test]
     fn refuses_group_readable_files() {
