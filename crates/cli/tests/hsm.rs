@@ -104,7 +104,19 @@ impl Token {
                 "ec.key",
             ],
         );
-        for (k, id) in [("rsa", "01"), ("ec", "02")] {
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-out",
+                "ec384.key",
+            ],
+        );
+        for (k, id) in [("rsa", "01"), ("ec", "02"), ("ec384", "03")] {
             openssl(
                 d,
                 &[
@@ -226,14 +238,14 @@ fn token_rsa_key_signs_files_and_packages_byte_identical_to_the_pem_key() {
         .arg("--output-dir")
         .arg(&pem_dir)
         .arg(&pkg));
-    // The PIN from --key-pass-file this time, not from the URI.
+    // The key by id=, the module from the environment and the PIN from --key-pass-file this
+    // time, none of them in the URI.
     run(t
         .bin()
+        .env("RPM_VERITY_PKCS11_MODULE", MODULE)
         .arg("sign")
         .arg("--key")
-        .arg(format!(
-            "pkcs11:token=rv-test;object=rsa?module-path={MODULE}"
-        ))
+        .arg("pkcs11:token=rv-test;id=%01")
         .arg("--key-pass-file")
         .arg(t.path("pin"))
         .arg("--cert")
@@ -270,38 +282,45 @@ fn token_ecdsa_key_makes_signatures_that_verify() {
     std::fs::create_dir(&w).unwrap();
     let file = w.join("payload.bin");
     std::fs::write(&file, support_pattern(100_000)).unwrap();
-    let cert =
-        verity_signing::Certificate::parse(&std::fs::read(t.path("ec.crt")).unwrap()).unwrap();
-    let other =
-        verity_signing::Certificate::parse(&std::fs::read(t.path("rsa.crt")).unwrap()).unwrap();
-    for (alg, hash) in [
-        ("sha256", HashAlgorithm::Sha256),
-        ("sha512", HashAlgorithm::Sha512),
-    ] {
-        let sig = w.join(format!("ec-{alg}.sig"));
-        run(t
-            .bin()
-            .args(["sign-file", "--hash-alg", alg])
-            .arg(&file)
-            .arg(&sig)
-            .arg("--key")
-            .arg(t.uri("ec", "pin"))
-            .arg("--cert")
-            .arg(t.path("ec.crt")));
-        let der = std::fs::read(&sig).unwrap();
-        let params = fsverity::Params::new(hash, 4096, &[]).unwrap();
-        let digest = fsverity::digest_file(&params, &file).unwrap();
-        verity_signing::verify_signature(&der, &digest, std::slice::from_ref(&cert))
-            .unwrap_or_else(|e| panic!("{alg}: token ECDSA signature does not verify: {e}"));
-        assert!(
-            verity_signing::verify_signature(&der, &digest, std::slice::from_ref(&other)).is_err()
-        );
-        // And not for another file's digest.
-        let other_digest = fsverity::FileDigest::new(hash, &vec![0u8; hash.digest_size()]).unwrap();
-        assert!(
-            verity_signing::verify_signature(&der, &other_digest, std::slice::from_ref(&cert))
-                .is_err()
-        );
+    let read_cert = |k: &str| {
+        verity_signing::Certificate::parse(&std::fs::read(t.path(&format!("{k}.crt"))).unwrap())
+            .unwrap()
+    };
+    let other = read_cert("rsa");
+    // P-256 and P-384, each with both hashes (SHA-512 is truncated to the curve for P-256).
+    for key in ["ec", "ec384"] {
+        let cert = read_cert(key);
+        for (alg, hash) in [
+            ("sha256", HashAlgorithm::Sha256),
+            ("sha512", HashAlgorithm::Sha512),
+        ] {
+            let sig = w.join(format!("{key}-{alg}.sig"));
+            run(t
+                .bin()
+                .args(["sign-file", "--hash-alg", alg])
+                .arg(&file)
+                .arg(&sig)
+                .arg("--key")
+                .arg(t.uri(key, "pin"))
+                .arg("--cert")
+                .arg(t.path(&format!("{key}.crt"))));
+            let der = std::fs::read(&sig).unwrap();
+            let params = fsverity::Params::new(hash, 4096, &[]).unwrap();
+            let digest = fsverity::digest_file(&params, &file).unwrap();
+            verity_signing::verify_signature(&der, &digest, std::slice::from_ref(&cert))
+                .unwrap_or_else(|e| {
+                    panic!("{key} {alg}: token ECDSA signature does not verify: {e}")
+                });
+            assert!(
+                verity_signing::verify_signature(&der, &digest, std::slice::from_ref(&other))
+                    .is_err()
+            );
+            // And not for another file's digest.
+            let zero = fsverity::FileDigest::new(hash, &vec![0u8; hash.digest_size()]).unwrap();
+            assert!(
+                verity_signing::verify_signature(&der, &zero, std::slice::from_ref(&cert)).is_err()
+            );
+        }
     }
     let pkg = support::build_rpm(&w, "hsm-ec", "w19.zstdio", support::Contents::ALL);
     run(t
