@@ -271,8 +271,11 @@ impl TokenPool {
     }
 }
 
-fn pools() -> &'static Mutex<HashMap<(PathBuf, u64), Arc<TokenPool>>> {
-    static POOLS: OnceLock<Mutex<HashMap<(PathBuf, u64), Arc<TokenPool>>>> = OnceLock::new();
+/// Logged-in tokens by module and slot.
+type Pools = Mutex<HashMap<(PathBuf, u64), Arc<TokenPool>>>;
+
+fn pools() -> &'static Pools {
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     POOLS.get_or_init(Default::default)
 }
 
