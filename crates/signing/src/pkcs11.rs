@@ -10,7 +10,8 @@
 //! token gets one login and a pool of sessions that grows to the number of threads signing at
 //! once: throughput is then the token's, not the login's or a lock's. The PIN is read from a
 //! file (`pin-source=file:`, or the key passphrase file / `$RPM_VERITY_KEY_PASS`), never from
-//! the command line, and is not kept after login.
+//! the command line; it is kept in memory (zeroed when dropped) to log in again, and find the key
+//! again, when the token drops the login (an HSM restart), so a long-running service recovers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -248,9 +249,23 @@ struct TokenPool {
     idle: Mutex<Vec<Session>>,
     /// Idle sessions kept; more are closed when returned.
     keep: usize,
+    /// To log in again when the token drops the login (an HSM restarted, a session timeout):
+    /// a long-running service would otherwise fail until restarted. Zeroed when dropped.
+    pin: cryptoki::types::RawAuthPin,
 }
 
 impl TokenPool {
+    /// Drops the idle sessions (they may be dead) and logs in on a new one.
+    fn relogin(&self) -> Result<Session, Pkcs11Error> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let session = self
+            .ctx
+            .open_ro_session(self.slot)
+            .map_err(token_err("opening a session"))?;
+        login(&session, &self.pin, &self.label)?;
+        Ok(session)
+    }
+
     fn session(&self) -> Result<Session, Pkcs11Error> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match idle {
@@ -360,25 +375,49 @@ fn token_pool(
         .open_ro_session(slot)
         .map_err(token_err("opening a session"))?;
     let pin = cryptoki::types::RawAuthPin::new(Box::new(pin));
-    match session.login_with_raw(UserType::User, &pin) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-            return Err(Pkcs11Error::WrongPin { token: label })
-        }
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-            return Err(Pkcs11Error::PinLocked { token: label })
-        }
-        Err(e) => return Err(token_err("login")(e)),
-    }
+    login(&session, &pin, &label)?;
     let pool = Arc::new(TokenPool {
         ctx,
         slot,
         label,
         idle: Mutex::new(vec![session]),
         keep: sessions.max(1),
+        pin,
     });
     pools.insert((module_path, slot.id()), pool.clone());
     Ok(pool)
+}
+
+fn login(
+    session: &Session,
+    pin: &cryptoki::types::RawAuthPin,
+    label: &str,
+) -> Result<(), Pkcs11Error> {
+    match session.login_with_raw(UserType::User, pin) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Pkcs11Error::WrongPin {
+            token: label.to_string(),
+        }),
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Pkcs11Error::PinLocked {
+            token: label.to_string(),
+        }),
+        Err(e) => Err(token_err("login")(e)),
+    }
+}
+
+/// Failures after which logging in again and finding the key again may help.
+fn lost_login(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::UserNotLoggedIn
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::KeyHandleInvalid
+                | RvError::ObjectHandleInvalid,
+            _
+        )
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,7 +430,9 @@ pub(crate) enum TokenKeyKind {
 /// A private key on a token.
 pub struct Pkcs11Key {
     pool: Arc<TokenPool>,
-    handle: ObjectHandle,
+    /// Found again after a new login: a token may number its objects anew.
+    handle: Mutex<ObjectHandle>,
+    uri: Pkcs11Uri,
     pub(crate) kind: TokenKeyKind,
     /// `RSAPublicKey` DER (RSA) or the EC point, when the token shows it.
     pub(crate) public: Vec<u8>,
@@ -428,7 +469,8 @@ impl Pkcs11Key {
             let (kind, public) = key_kind(&session, handle)?;
             Ok(Self {
                 pool: pool.clone(),
-                handle,
+                handle: Mutex::new(handle),
+                uri: uri.clone(),
                 kind,
                 public,
                 name: uri_text.split('?').next().unwrap_or(uri_text).to_string(),
@@ -484,17 +526,48 @@ impl Pkcs11Key {
                 (Mechanism::Ecdsa, h[..n.min(h.len())].to_vec())
             }
         };
-        let session = self.pool.session()?;
-        let raw = session
-            .sign(&mechanism, self.handle, &input)
-            .map_err(token_err("signing"));
-        // A session whose call failed may be in a bad state: drop it rather than reuse it.
-        let raw = raw?;
-        self.pool.put_back(session);
+        let raw = match self.sign_on_token(&mechanism, &input)? {
+            Ok(raw) => raw,
+            Err(e) if lost_login(&e) => {
+                self.recover()?;
+                self.sign_on_token(&mechanism, &input)?
+                    .map_err(token_err("signing"))?
+            }
+            Err(e) => return Err(token_err("signing")(e)),
+        };
         match self.kind {
             TokenKeyKind::Rsa(_) => Ok(raw),
             TokenKeyKind::Ec(curve) => ecdsa_der(curve, &raw),
         }
+    }
+}
+
+impl Pkcs11Key {
+    /// One C_Sign on a pooled session. The inner error is the token's, for the caller to judge.
+    fn sign_on_token(
+        &self,
+        mechanism: &Mechanism,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, CkError>, Pkcs11Error> {
+        let session = self.pool.session()?;
+        let handle = *self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        let raw = session.sign(mechanism, handle, input);
+        // A session whose call failed may be in a bad state: drop it rather than reuse it.
+        if raw.is_ok() {
+            self.pool.put_back(session);
+        }
+        Ok(raw)
+    }
+
+    /// Logs in again and finds the key again.
+    fn recover(&self) -> Result<(), Pkcs11Error> {
+        let session = self.pool.relogin()?;
+        let found = Self::find(&session, &self.uri, &self.pool);
+        if let Ok(h) = &found {
+            *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = *h;
+            self.pool.put_back(session);
+        }
+        found.map(|_| ())
     }
 }
 
