@@ -847,6 +847,33 @@ fn rotation_signs_with_the_valid_key_and_refuses_when_none_is() {
         doc["keys"][0]["certificate_pem"],
         signing[0]["certificate_pem"]
     );
+    // Every signed request's audit line names the certificate that signed it.
+    let serial = run(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&new.1));
+    let serial = String::from_utf8(serial.stdout).unwrap();
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    let log = std::fs::read_to_string(pki.dir.join("audit.jsonl")).unwrap();
+    let signed: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["outcome"] == "signed")
+        .collect();
+    assert!(!signed.is_empty(), "{log}");
+    for line in &signed {
+        let got = line["cert_serial"]
+            .as_str()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        assert_eq!(
+            got.trim_start_matches('0'),
+            serial.trim_start_matches('0'),
+            "{line}"
+        );
+    }
     drop(server);
 
     // Only expired (or not yet valid) keys: the service does not start.
