@@ -204,6 +204,13 @@ impl Certificate {
         hex::encode(&self.serial)
     }
 
+    /// notBefore and notAfter: when the certificate may be used to sign (the kernel does not
+    /// check them, so the signer must).
+    pub fn validity(&self) -> (std::time::SystemTime, std::time::SystemTime) {
+        let v = &self.x509.tbs_certificate.validity;
+        (v.not_before.to_system_time(), v.not_after.to_system_time())
+    }
+
     pub fn key_algorithm(&self) -> KeyAlgorithm {
         self.key_algorithm
     }
