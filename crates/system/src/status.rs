@@ -60,6 +60,8 @@ pub struct CertStatus {
     pub issuer: String,
     pub serial: String,
     pub description: Option<String>,
+    /// The certificate's key: `RSA`, `EC P-256`, `EC P-384`, `EC P-521`.
+    pub key: String,
     /// None when the keyring could not be read.
     pub loaded: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +83,13 @@ fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
         None => s.serialize_none(),
     }
 }
+
+/// Why EC certificates are of no use on a kernel without ECDSA, in the user's words.
+pub const NO_ECDSA: &str = "this kernel cannot verify ECDSA signatures (it was built without \
+     CONFIG_CRYPTO_ECDSA, as Debian's 6.1 kernels are; Debian's 6.12 has it): an EC \
+     certificate cannot be added to the .fs-verity keyring, or, issued by an RSA CA, is added \
+     and then every signature made with its key is refused (EKEYREJECTED) as if it were wrong; \
+     sign with an RSA key for this kernel, or boot one with ECDSA";
 
 /// Gathers the report; only an unusable `path` is an error (it was asked about explicitly).
 pub fn report(certs_dir: &Path, path: Option<&Path>) -> anyhow::Result<StatusReport> {
@@ -170,6 +179,7 @@ pub fn cert_dir_status(dir: &Path, keyring: &KeyringStatus) -> CertDirStatus {
                 issuer: c.issuer().to_string(),
                 serial: c.serial_hex(),
                 description: Some(description),
+                key: crate::keyring::key_name(c.key_algorithm()).to_string(),
                 loaded: readable.then_some(key.is_some()),
                 key_id: key.map(|k| k.id),
             });
@@ -210,6 +220,15 @@ fn problems(
             c.path, c.subject
         ));
     }
+    if kernel.ecdsa == Some(false) {
+        for c in certs.certs.iter().filter(|c| c.key.starts_with("EC")) {
+            problems.push(format!(
+                "certificate {} ({}) has an {} key, but {NO_ECDSA}: its files cannot be \
+                 protected on this kernel",
+                c.path, c.subject, c.key
+            ));
+        }
+    }
     if let Some(st) = path {
         if st.verity != VeritySupport::Supported {
             problems.push(format!("{}: {}", st.path, st.detail));
@@ -233,6 +252,7 @@ mod tests {
             keyring_present: builtin,
             require_signatures: builtin.then_some(false),
             ext4_verity: fs_verity,
+            ecdsa: None,
         }
     }
 
