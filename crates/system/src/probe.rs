@@ -81,10 +81,15 @@ fn ecdsa_support(release: Option<&str>, config: Option<&str>) -> Option<bool> {
     let modules = release.map(|r| Path::new("/lib/modules").join(r));
     let module = modules.as_deref().filter(|m| m.is_dir()).map(|m| {
         let builtin = fs::read_to_string(m.join("modules.builtin")).unwrap_or_default();
-        let file = fs::read_dir(m.join("kernel/crypto")).is_ok_and(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().starts_with("ecdsa"))
-        });
+        // Installed kernels keep it in kernel/crypto/; a flat directory (an initramfs) at the top.
+        let file = [m.join("kernel/crypto"), m.to_path_buf()]
+            .iter()
+            .any(|dir| {
+                fs::read_dir(dir).is_ok_and(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| e.file_name().to_string_lossy().starts_with("ecdsa"))
+                })
+            });
         file || builtin.contains("crypto/ecdsa")
     });
     ecdsa_from(crypto.as_deref(), config, module)
@@ -95,9 +100,7 @@ fn ecdsa_support(release: Option<&str>, config: Option<&str>) -> Option<bool> {
 fn ecdsa_from(crypto: Option<&str>, config: Option<&str>, module: Option<bool>) -> Option<bool> {
     let registered = crypto.is_some_and(|c| {
         c.lines().any(|l| {
-            l.strip_prefix("name")
-                .and_then(|v| v.trim_start().strip_prefix(':'))
-                .is_some_and(|n| n.trim().starts_with("ecdsa-nist-p"))
+            (l.starts_with("name") || l.starts_with("driver")) && l.contains(": ecdsa-nist-p")
         })
     });
     if registered {
