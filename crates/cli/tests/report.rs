@@ -376,13 +376,50 @@ fn directory_mode_finds_packages_and_adds_up() {
     let chart = fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg"), "{chart}");
     assert!(chart.trim_end().ends_with("</svg>"));
+    let texts = parse_svg(&svg, 2 + 2 * 3);
     for name in ["one.rpm", "two.rpm", "three.rpm"] {
-        assert!(chart.contains(name), "{name} missing from the chart");
+        assert!(
+            texts.iter().any(|t| t == name),
+            "{name} missing from the chart: {texts:?}"
+        );
     }
-    assert_eq!(chart.matches("<rect").count(), 2 + 2 * 3);
+    // A name with XML's special characters is escaped, and the chart still parses.
+    let odd = d.join("odd");
+    fs::create_dir_all(&odd).unwrap();
+    let odd_name = "a&b<c>\"d'.rpm";
+    fs::copy(&built[0], odd.join(odd_name)).unwrap();
+    let odd_svg = d.join("odd.svg");
+    rv(&["report", "--svg", s(&odd_svg), s(&odd)]);
+    let texts = parse_svg(&odd_svg, 2 + 2);
+    assert!(texts.iter().any(|t| t == odd_name), "{texts:?}");
 
     let text = String::from_utf8(rv(&["report", s(&repo)]).stdout).unwrap();
     assert!(text.contains("total (3 packages)"), "{text}");
+}
+
+/// Parses `svg` with Python's XML parser (expat): the root is an SVG element with a size, and
+/// it has `rects` rectangles; returns the text of its `<text>` elements.
+fn parse_svg(svg: &Path, rects: usize) -> Vec<String> {
+    let script = r#"
+import sys, json, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert root.tag == ns + "svg", root.tag
+assert float(root.get("width")) > 0 and float(root.get("height")) > 0
+for r in root.iter(ns + "rect"):
+    assert float(r.get("width")) >= 0 and float(r.get("height")) > 0, r.attrib
+print(json.dumps({"rects": len(list(root.iter(ns + "rect"))),
+                  "texts": [t.text for t in root.iter(ns + "text")]}))
+"#;
+    let out = run(Command::new("python3").args(["-c", script]).arg(svg));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["rects"], rects, "{doc}");
+    doc["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 /// `show` lists every file with its signer after `sign`, and every file unsigned after
