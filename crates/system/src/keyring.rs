@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use fsverity::linux::{self, KernelSupport, KeySerial, KeyringError, KeyringKey, SysctlError};
 use serde::Serialize;
-use verity_signing::cert::EcCurve;
 use verity_signing::{CertFileError, Certificate, KeyAlgorithm};
 
 use crate::certs::unusable_reason;
@@ -35,20 +34,10 @@ pub enum KeyringAccessError {
     NotPermitted,
     /// An EC certificate the kernel cannot use: add_key said the algorithm is missing, or
     /// the kernel is known to lack ECDSA.
-    #[error("{}", crate::status::NO_ECDSA)]
+    #[error("{}", crate::probe::NO_ECDSA)]
     EcdsaUnavailable,
     #[error("{0}")]
     Kernel(KeyringError),
-}
-
-/// How `status` and `keyring load` name a certificate's key.
-pub fn key_name(alg: KeyAlgorithm) -> &'static str {
-    match alg {
-        KeyAlgorithm::Rsa => "RSA",
-        KeyAlgorithm::Ec(EcCurve::P256) => "EC P-256",
-        KeyAlgorithm::Ec(EcCurve::P384) => "EC P-384",
-        KeyAlgorithm::Ec(EcCurve::P521) => "EC P-521",
-    }
 }
 
 impl KeyringAccessError {
@@ -196,7 +185,7 @@ impl LoadEntry {
             description: Some(c.kernel_key_description()),
             key_id: None,
             reason: None,
-            key: Some(key_name(c.key_algorithm())),
+            key: Some(crate::probe::key_name(c.key_algorithm())),
             warning: None,
         }
     }
@@ -289,7 +278,7 @@ fn load_one(
     let mut e = LoadEntry::certificate(path, c);
     let ec = matches!(c.key_algorithm(), KeyAlgorithm::Ec(_));
     if ec && ecdsa == Some(false) {
-        e.warning = Some(format!("loaded, but {}", crate::status::NO_ECDSA));
+        e.warning = Some(format!("loaded, but {}", crate::probe::NO_ECDSA));
     }
     if let Some((_, id)) = present
         .iter()

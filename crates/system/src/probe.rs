@@ -11,6 +11,8 @@ use std::path::Path;
 use anyhow::Context;
 use fsverity::linux::{self, EnableError};
 use serde::Serialize;
+use verity_signing::cert::EcCurve;
+use verity_signing::KeyAlgorithm;
 
 use crate::outcome::named_enum;
 
@@ -52,6 +54,23 @@ pub fn kernel_status() -> KernelStatus {
     }
 }
 
+/// Why EC certificates are of no use on a kernel without ECDSA, in the user's words.
+pub const NO_ECDSA: &str = "this kernel cannot verify ECDSA signatures (it was built without \
+     CONFIG_CRYPTO_ECDSA, as Debian's 6.1 kernels are; Debian's 6.12 has it): an EC \
+     certificate cannot be added to the .fs-verity keyring, or, issued by an RSA CA, is added \
+     and then every signature made with its key is refused (EKEYREJECTED) as if it were wrong; \
+     sign with an RSA key for this kernel, or boot one with ECDSA";
+
+/// How `status` and `keyring load` name a certificate's key.
+pub fn key_name(alg: KeyAlgorithm) -> &'static str {
+    match alg {
+        KeyAlgorithm::Rsa => "RSA",
+        KeyAlgorithm::Ec(EcCurve::P256) => "EC P-256",
+        KeyAlgorithm::Ec(EcCurve::P384) => "EC P-384",
+        KeyAlgorithm::Ec(EcCurve::P521) => "EC P-521",
+    }
+}
+
 /// [`KernelStatus::ecdsa`] of the running kernel, probed once: enable and audit ask on every
 /// rejected signature, and the kernel does not change under them.
 pub fn kernel_ecdsa() -> Option<bool> {
@@ -69,7 +88,7 @@ pub fn ecdsa_rejection(sig: &[u8]) -> Option<String> {
         format!(
             "the kernel refused the file's ECDSA signature (EKEYREJECTED), which says nothing \
              about the file: {}",
-            crate::status::NO_ECDSA
+            NO_ECDSA
         )
     })
 }

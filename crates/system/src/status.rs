@@ -84,13 +84,6 @@ fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
     }
 }
 
-/// Why EC certificates are of no use on a kernel without ECDSA, in the user's words.
-pub const NO_ECDSA: &str = "this kernel cannot verify ECDSA signatures (it was built without \
-     CONFIG_CRYPTO_ECDSA, as Debian's 6.1 kernels are; Debian's 6.12 has it): an EC \
-     certificate cannot be added to the .fs-verity keyring, or, issued by an RSA CA, is added \
-     and then every signature made with its key is refused (EKEYREJECTED) as if it were wrong; \
-     sign with an RSA key for this kernel, or boot one with ECDSA";
-
 /// Gathers the report; only an unusable `path` is an error (it was asked about explicitly).
 pub fn report(certs_dir: &Path, path: Option<&Path>) -> anyhow::Result<StatusReport> {
     let kernel = probe::kernel_status();
@@ -179,7 +172,7 @@ pub fn cert_dir_status(dir: &Path, keyring: &KeyringStatus) -> CertDirStatus {
                 issuer: c.issuer().to_string(),
                 serial: c.serial_hex(),
                 description: Some(description),
-                key: crate::keyring::key_name(c.key_algorithm()).to_string(),
+                key: probe::key_name(c.key_algorithm()).to_string(),
                 loaded: readable.then_some(key.is_some()),
                 key_id: key.map(|k| k.id),
             });
@@ -223,9 +216,12 @@ fn problems(
     if kernel.ecdsa == Some(false) {
         for c in certs.certs.iter().filter(|c| c.key.starts_with("EC")) {
             problems.push(format!(
-                "certificate {} ({}) has an {} key, but {NO_ECDSA}: its files cannot be \
+                "certificate {} ({}) has an {} key, but {}: its files cannot be \
                  protected on this kernel",
-                c.path, c.subject, c.key
+                c.path,
+                c.subject,
+                c.key,
+                probe::NO_ECDSA
             ));
         }
     }
