@@ -158,6 +158,7 @@ impl AuditContext<'_> {
             certs: &self.sys.trusted.certs,
             kernel_checks_signatures: self.opts.kernel_checks_signatures,
             sig_owner: &self.sig_owner,
+            kernel_keys: &crate::check::keyring_vouches,
         }
     }
 }

@@ -240,6 +240,7 @@ impl EnableContext<'_> {
             certs: &self.sys.trusted.certs,
             kernel_checks_signatures: self.kernel_checks_signatures,
             sig_owner: &self.sig_owner,
+            kernel_keys: &crate::check::keyring_vouches,
         }
     }
 }

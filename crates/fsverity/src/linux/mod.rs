@@ -26,7 +26,7 @@ pub use crate::sys::sysctl::REQUIRE_SIGNATURES_SYSCTL;
 pub use error::{EnableError, IsVerityError, KeyringError, MeasureError, OpenError, SysctlError};
 pub use keyring::{
     add_certificate, add_certificate_to, describe_key, fs_verity_keyring, list_keyring,
-    list_keyring_of, KeyringKey, KEYRING_NAME,
+    list_keyring_of, pkey_verify, KeyringKey, KEYRING_NAME,
 };
 
 /// Longest built-in signature the kernel accepts (`FS_VERITY_MAX_SIGNATURE_SIZE`, EMSGSIZE above).
