@@ -23,8 +23,9 @@ pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PA
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs11::{is_pkcs11_uri, Pkcs11Error, Pkcs11Key, Pkcs11Uri, PKCS11_MODULE_ENV};
 pub use pkcs7::{
-    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, signed_data, BuildError,
-    DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm, SignerId,
+    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, longest_signed_data_len,
+    signed_data, BuildError, DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm,
+    SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 
