@@ -663,86 +663,10 @@ impl Signer for RemoteSigner {
         self.cert.der()
     }
 
-    /// For an RSA key, from the certificate (the signature is as long as the modulus), so the
-    /// sign engine need not spend a round trip per package signing a probe digest to find out.
-    /// Should the service answer with another length, the engine's layout check catches it.
+    /// From the certificate, as the service's local signer computes it from the key: `sign`
+    /// then lays out an ECDSA-signed package the same way whether the key is here or remote
+    /// (the longest signature reserved), and needs no probe signature for RSA.
     fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
-        if self.cert.key_algorithm() != verity_signing::KeyAlgorithm::Rsa {
-            return None;
-        }
-        let dummy = vec![0u8; rsa_modulus_len(self.cert.public_key())?];
-        verity_signing::signed_data(
-            hash,
-            verity_signing::SignatureAlgorithm::RsaPkcs1,
-            &self.cert,
-            &dummy,
-        )
-        .ok()
-        .map(|der| der.len())
-    }
-}
-
-/// Bytes of the modulus of a DER `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`), without
-/// the sign byte.
-fn rsa_modulus_len(der: &[u8]) -> Option<usize> {
-    /// (header length, content length) of the DER element at the start of `d`.
-    fn header(d: &[u8]) -> Option<(usize, usize)> {
-        let first = *d.get(1)?;
-        if first < 0x80 {
-            return Some((2, first as usize));
-        }
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let len = d
-            .get(2..2 + n)?
-            .iter()
-            .fold(0usize, |a, &b| a << 8 | b as usize);
-        Some((2 + n, len))
-    }
-    if der.first() != Some(&0x30) {
-        return None;
-    }
-    let (h, _) = header(der)?;
-    let int = der.get(h..)?;
-    if int.first() != Some(&0x02) {
-        return None;
-    }
-    let (ih, len) = header(int)?;
-    let lead_zero = usize::from(*int.get(ih)? == 0);
-    len.checked_sub(lead_zero).filter(|&n| n > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rsa_modulus_len;
-
-    #[test]
-    fn modulus_length_from_rsa_public_key_der() {
-        // SEQUENCE { INTEGER (0x00 + 256 bytes), INTEGER 65537 }
-        let mut n = vec![0x02, 0x82, 0x01, 0x01, 0x00, 0xc1];
-        n.extend(std::iter::repeat_n(0x55, 255));
-        let e = [0x02, 0x03, 0x01, 0x00, 0x01];
-        let len = n.len() + e.len();
-        let mut der = vec![0x30, 0x82, (len >> 8) as u8, len as u8];
-        der.extend(&n);
-        der.extend(e);
-        assert_eq!(rsa_modulus_len(&der), Some(256));
-        for bad in [
-            &[][..],
-            &[0x30],
-            &[0x30, 0x82],
-            &[0x31, 0x00],
-            &[0x30, 0x02, 0x04, 0x00],
-        ] {
-            assert_eq!(rsa_modulus_len(bad), None, "{bad:?}");
-        }
-        assert_eq!(
-            rsa_modulus_len(&der[..9]),
-            Some(256),
-            "length from the header"
-        );
-        assert_eq!(rsa_modulus_len(&der[..6]), None, "cut in the length");
+        verity_signing::longest_signed_data_len(hash, &self.cert)
     }
 }

@@ -347,7 +347,15 @@ pub enum KeyringError {
          restricted with keyctl restrict_keyring)"
     )]
     KeyringPermission,
-    /// EBADMSG/EINVAL/ENOPKG/EKEYREJECTED/ENOKEY from add_key.
+    /// ENOENT/ENOPKG from add_key: the certificate parsed, but the kernel has no
+    /// implementation of its public-key algorithm (an EC certificate on a kernel without
+    /// CONFIG_CRYPTO_ECDSA, such as Debian's 6.1: ENOENT for P-256/P-384, ENOPKG for P-521).
+    #[error(
+        "the kernel has no implementation of the certificate's public-key algorithm \
+         (for an EC certificate: the kernel lacks CONFIG_CRYPTO_ECDSA)"
+    )]
+    AlgorithmUnavailable,
+    /// EBADMSG/EINVAL/EKEYREJECTED/ENOKEY from add_key.
     #[error(
         "the kernel rejected the certificate: it must be a DER X.509 certificate with a key type \
          the kernel supports (RSA is safe everywhere)"
@@ -374,9 +382,10 @@ impl KeyringError {
     pub(crate) fn from_add_key_errno(errno: i32) -> Self {
         match errno {
             libc::EACCES | libc::EPERM => KeyringError::KeyringPermission,
-            libc::EBADMSG | libc::EINVAL | libc::ENOPKG | libc::EKEYREJECTED | libc::ENOKEY => {
+            libc::EBADMSG | libc::EINVAL | libc::EKEYREJECTED | libc::ENOKEY => {
                 KeyringError::BadCertificate
             }
+            libc::ENOENT | libc::ENOPKG => KeyringError::AlgorithmUnavailable,
             libc::EKEYREVOKED => KeyringError::NoKeyring,
             e => KeyringError::Other {
                 op: "add_key",
@@ -470,6 +479,53 @@ impl SysctlError {
         match self {
             SysctlError::Other { source, .. } => source.raw_os_error(),
             _ => None,
+        }
+    }
+}
+
+/// Why KEYCTL_RESTRICT_KEYRING failed ([`restrict_keyring`]).
+///
+/// [`restrict_keyring`]: super::restrict_keyring
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestrictError {
+    /// EEXIST: the kernel allows one restriction per keyring, and it cannot be lifted.
+    #[error("the keyring is already restricted (a restriction stays until the next boot)")]
+    AlreadyRestricted,
+    /// EACCES/EPERM: restricting needs the setattr permission on the keyring (root).
+    #[error("not permitted to restrict the keyring (needs root)")]
+    Permission,
+    /// ENOENT/EINVAL/ENOKEY: the restriction names something this kernel lacks, e.g.
+    /// `builtin_and_secondary_trusted` without CONFIG_SECONDARY_TRUSTED_KEYRING.
+    #[error("the kernel does not know the restriction `{restriction}`")]
+    UnknownRestriction { restriction: String },
+    /// ENOKEY/EKEYREVOKED on the keyring itself.
+    #[error("the keyring does not exist")]
+    NoKeyring,
+    /// EDEADLK: the restriction would make the keyring depend on itself (nothing installed).
+    #[error("the restriction would refer to the keyring itself")]
+    Cycle,
+    /// Any other errno.
+    #[error("KEYCTL_RESTRICT_KEYRING failed: {source}")]
+    Other {
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RestrictError {
+    pub(crate) fn from_errno(errno: i32, restriction: &str) -> Self {
+        match errno {
+            libc::EEXIST => RestrictError::AlreadyRestricted,
+            libc::EACCES | libc::EPERM => RestrictError::Permission,
+            libc::EDEADLK => RestrictError::Cycle,
+            libc::EKEYREVOKED => RestrictError::NoKeyring,
+            libc::ENOENT | libc::EINVAL | libc::ENOKEY => RestrictError::UnknownRestriction {
+                restriction: restriction.to_string(),
+            },
+            e => RestrictError::Other {
+                source: io::Error::from_raw_os_error(e),
+            },
         }
     }
 }
@@ -688,13 +744,18 @@ mod tests {
         for e in [
             libc::EBADMSG,
             libc::EINVAL,
-            libc::ENOPKG,
             libc::EKEYREJECTED,
             libc::ENOKEY,
         ] {
             assert!(matches!(
                 KeyringError::from_add_key_errno(e),
                 BadCertificate
+            ));
+        }
+        for e in [libc::ENOENT, libc::ENOPKG] {
+            assert!(matches!(
+                KeyringError::from_add_key_errno(e),
+                AlgorithmUnavailable
             ));
         }
         for e in [libc::EACCES, libc::EPERM] {

@@ -1,10 +1,13 @@
 //! The `.fs-verity` keyring: the certificates built-in signatures are checked against.
 
+use std::ffi::CStr;
 use std::fs;
 use std::io;
 
-use super::KeyringError;
-use crate::sys::keyring::{self as sys, KeySerial, KeyctlRead};
+use std::ffi::CString;
+
+use super::{KeyringError, RestrictError};
+use crate::sys::keyring::{self as sys, KeySerial, KeyctlInt, KeyctlRead};
 
 /// Name of the keyring holding the certificates built-in signatures are checked against.
 pub const KEYRING_NAME: &str = ".fs-verity";
@@ -29,6 +32,13 @@ pub struct KeyringKey {
 /// `%keyring:.fs-verity` too: the keyring is not linked into any process keyring, so
 /// request_key/KEYCTL_SEARCH cannot find it.
 pub fn fs_verity_keyring() -> Result<KeySerial, KeyringError> {
+    find_keyring(KEYRING_NAME)
+}
+
+/// Any kernel keyring by name (`.platform`, `.machine`, `.builtin_trusted_keys`...), found in
+/// /proc/keys the way [`fs_verity_keyring`] is; [`KeyringError::NoKeyring`] when it is not
+/// listed (absent from this kernel, or not viewable by the caller).
+pub fn find_keyring(name: &str) -> Result<KeySerial, KeyringError> {
     let text = match fs::read_to_string("/proc/keys") {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -44,7 +54,7 @@ pub fn fs_verity_keyring() -> Result<KeySerial, KeyringError> {
             })
         }
     };
-    find_keyring_in_proc_keys(&text, KEYRING_NAME).ok_or(KeyringError::NoKeyring)
+    find_keyring_in_proc_keys(&text, name).ok_or(KeyringError::NoKeyring)
 }
 
 /// Parse /proc/keys lines (`id flags usage timeout perm uid gid type description: summary`;
@@ -129,8 +139,76 @@ pub fn add_certificate_to(keyring: KeySerial, der: &[u8]) -> Result<KeySerial, K
         return Err(KeyringError::BadCertificate);
     }
     // An empty description makes the asymmetric key type derive one from the certificate.
-    sys::add_key(c"asymmetric", c"", der, keyring)
-        .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))
+    // The key is made in this process's keyring, where we possess it, so that we may let
+    // every root process search it (KEYCTL_PKEY_VERIFY needs that: a key added straight into
+    // `.fs-verity` is usable by the kernel but by no process, root included), then linked
+    // into the target keyring (whose restriction, if any, applies to the link as to an add).
+    let key = sys::add_key(c"asymmetric", c"", der, sys::PROCESS_KEYRING)
+        .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))?;
+    let key_l = i64::from(key);
+    let _ = sys::keyctl_int(KeyctlInt::SetPerm, key_l, i64::from(KEY_PERM_SEARCHABLE));
+    let linked = sys::keyctl_int(KeyctlInt::Link, key_l, i64::from(keyring));
+    let _ = sys::keyctl_int(KeyctlInt::Unlink, key_l, i64::from(sys::PROCESS_KEYRING));
+    linked.map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))?;
+    Ok(key)
+}
+
+/// Possessor: everything; owner (root): view, read and search. The kernel's default for a new
+/// key gives the owner only view.
+const KEY_PERM_SEARCHABLE: u32 = 0x3f0b_0000;
+
+/// What may still be linked into a keyring once it is restricted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restriction {
+    /// Nothing: no key can be added any more (`keyctl restrict_keyring KEYRING`).
+    Closed,
+    /// Only certificates signed by a key in the builtin or secondary trusted keyrings
+    /// (`asymmetric builtin_and_secondary_trusted`; the secondary one includes `.machine`).
+    BuiltinAndSecondary,
+}
+
+impl Restriction {
+    fn strings(self) -> (Option<&'static CStr>, Option<&'static CStr>) {
+        match self {
+            Restriction::Closed => (None, None),
+            Restriction::BuiltinAndSecondary => {
+                (Some(c"asymmetric"), Some(c"builtin_and_secondary_trusted"))
+            }
+        }
+    }
+}
+
+/// Restricts `keyring` for the rest of the boot: what keeps root from adding a certificate of
+/// its own to `.fs-verity` and signing its own files. Once per keyring; a second call gets
+/// [`RestrictError::AlreadyRestricted`] whatever the restriction asked for.
+pub fn restrict_keyring(keyring: KeySerial, restriction: Restriction) -> Result<(), RestrictError> {
+    let (key_type, what) = restriction.strings();
+    sys::keyctl_restrict(keyring, key_type, what).map_err(|e| {
+        RestrictError::from_errno(
+            e.raw_os_error(),
+            &what.map_or("closed".into(), |w| w.to_string_lossy().into_owned()),
+        )
+    })
+}
+
+/// Whether `keyring` carries a restriction, asked without changing it: the kernel checks for
+/// an existing restriction (EEXIST) before it checks the new one for a cycle (EDEADLK), and a
+/// restriction to "keys signed by this very keyring" is always a cycle, so it is never
+/// installed. The kernel offers no read-back of a restriction otherwise.
+pub fn is_restricted(keyring: KeySerial) -> Result<bool, RestrictError> {
+    let own =
+        CString::new(format!("key_or_keyring:{keyring}")).map_err(|_| RestrictError::Cycle)?;
+    match sys::keyctl_restrict(keyring, Some(c"asymmetric"), Some(&own)) {
+        Err(e) if e.raw_os_error() == libc::EEXIST => Ok(true),
+        Err(e) if e.raw_os_error() == libc::EDEADLK => Ok(false),
+        Err(e) => Err(RestrictError::from_errno(
+            e.raw_os_error(),
+            &own.to_string_lossy(),
+        )),
+        // Cannot happen (the cycle check refuses it); if a kernel ever accepted it, the
+        // keyring now only takes keys signed by itself, which is restricted.
+        Ok(()) => Ok(true),
+    }
 }
 
 /// The keys linked into the `.fs-verity` keyring.
@@ -154,7 +232,37 @@ pub fn list_keyring_of(keyring: KeySerial) -> Result<Vec<KeyringKey>, KeyringErr
     Ok(keys)
 }
 
-/// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`.
+/// Whether key `id` verifies `sig` over `message_digest` (KEYCTL_PKEY_VERIFY), with the
+/// kernel's names for the encoding (`pkcs1`, `x962`) and hash (`sha256`). This lets user space
+/// check a signature against a certificate that exists only in the kernel keyring (asymmetric
+/// keys cannot be read back). `Ok(false)`: the key rejects the signature (wrong key or data).
+pub fn pkey_verify(
+    id: KeySerial,
+    encoding: &str,
+    hash: &str,
+    message_digest: &[u8],
+    sig: &[u8],
+) -> Result<bool, KeyringError> {
+    let info = std::ffi::CString::new(format!("enc={encoding} hash={hash}")).map_err(|_| {
+        KeyringError::Unexpected {
+            what: "KEYCTL_PKEY_VERIFY",
+            detail: "NUL in encoding or hash name".into(),
+        }
+    })?;
+    match sys::pkey_verify(id, &info, message_digest, sig) {
+        Ok(()) => Ok(true),
+        // Bad signature for this key and data; EBADMSG: not a signature of this key's kind.
+        Err(e) if e.raw_os_error() == libc::EKEYREJECTED || e.raw_os_error() == libc::EBADMSG => {
+            Ok(false)
+        }
+        Err(e) => Err(KeyringError::from_keyctl_errno(
+            "KEYCTL_PKEY_VERIFY",
+            e.raw_os_error(),
+        )),
+    }
+}
+
+/// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`./// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`.
 pub fn describe_key(id: KeySerial) -> Result<KeyringKey, KeyringError> {
     let raw = keyctl_alloc(KeyctlRead::Describe, id, "KEYCTL_DESCRIBE", 64 * 1024)?;
     parse_description(id, &raw)
