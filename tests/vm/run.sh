@@ -22,6 +22,10 @@
 #   --verbose           print the console log to stderr even on success
 #   --kernel SERIES     6.1 (default, Debian 12's kernel) or 6.12 (IPE, ECDSA); same as
 #                       RPM_VERITY_VM_KERNEL=SERIES
+#   --ovmf VARS.fd      boot through UEFI firmware (OVMF_CODE_4M.fd of Debian's `ovmf`, or
+#                       $RPM_VERITY_VM_OVMF_CODE) with a copy of the variable store VARS.fd
+#                       (e.g. made by `virt-fw-vars --add-db`), so the kernel's EFI stub
+#                       runs and UEFI db certificates land in .platform; implies the bzImage
 # Environment: RPM_VERITY_VM_CACHE (kernel cache dir), RPM_VERITY_VM_BOOT=bzimage (boot the
 # compressed kernel instead of the extracted vmlinux), RPM_VERITY_VM_KPKG (pin the kernel
 # package, see setup.sh).
@@ -35,7 +39,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "vm/run: error: $*" >&2; exit 2; }
 
 disks=() bins=() files=() envs=()
-mount_root=1 pre= switch_init= timeout=300 append= console_out= verbose=0
+mount_root=1 pre= switch_init= timeout=300 append= console_out= verbose=0 ovmf_vars=
 while (($#)); do
     case $1 in
         --disk) disks+=("$2"); shift 2 ;;
@@ -50,6 +54,7 @@ while (($#)); do
         --console) console_out=$2; shift 2 ;;
         --verbose) verbose=1; shift ;;
         --kernel) export RPM_VERITY_VM_KERNEL=$2; shift 2 ;;
+        --ovmf) ovmf_vars=$2; shift 2 ;;
         --) shift; break ;;
         -*) die "unknown option $1" ;;
         *) break ;;
@@ -69,7 +74,7 @@ done
 kdir=$("$here/setup.sh")
 kver=$(cat "$kdir/version")
 # RPM_VERITY_VM_BOOT=bzimage forces the compressed image (to compare, or if PVH boot breaks).
-if [[ -f $kdir/vmlinux && ${RPM_VERITY_VM_BOOT:-} != bzimage ]]; then
+if [[ -z $ovmf_vars && -f $kdir/vmlinux && ${RPM_VERITY_VM_BOOT:-} != bzimage ]]; then
     kernel=$kdir/vmlinux
 else
     kernel=$kdir/vmlinuz
@@ -156,13 +161,24 @@ for d in "${disks[@]}"; do
     [[ -f $d ]] || die "disk image $d not found"
     drives+=(-drive "if=virtio,format=raw,file=$d")
 done
+# UEFI: OVMF loads the -kernel bzImage through its EFI stub (no PVH), and the EFI stub hands
+# the kernel the db, which it loads into .platform. The variable store is copied: OVMF writes it.
+firmware=()
+if [[ -n $ovmf_vars ]]; then
+    code=${RPM_VERITY_VM_OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+    [[ -f $code ]] || die "OVMF firmware $code not found (Debian package ovmf)"
+    [[ -f $ovmf_vars ]] || die "OVMF variable store $ovmf_vars not found"
+    cp "$ovmf_vars" "$work/vars.fd"
+    firmware=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
+              -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd")
+fi
 console=${console_out:-$work/console.log}
 : >"$work/guest.out"
 start=$(date +%s%N)
 set +e
 timeout -k 5 "$timeout" qemu-system-x86_64 \
     -accel tcg -cpu max -m 512M -smp 1 \
-    -nodefaults -display none -no-reboot \
+    -nodefaults -display none -no-reboot "${firmware[@]}" \
     -serial "file:$console" -serial "file:$work/guest.out" \
     -kernel "$kernel" -initrd "$work/initramfs.cpio" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init $append" \
@@ -175,7 +191,8 @@ echo "vm/run: qemu exited $qrc after $((ms / 1000)).$(printf %03d $((ms % 1000))
 # Guest output is framed by markers written by init; anything outside them is noise.
 out=$work/guest.out
 # (Up to EOF when the guest died without an end marker: the partial output still helps.)
-body=$(awk '/^=== rpm-verity-vm: end rc=[0-9]* ===$/ { exit } on { print } /^=== rpm-verity-vm: begin ===$/ { on = 1 }' "$out")
+# (The begin marker is not anchored: OVMF clears the screen on every serial port before Linux.)
+body=$(awk '/^=== rpm-verity-vm: end rc=[0-9]* ===$/ { exit } on { print } /=== rpm-verity-vm: begin ===$/ { on = 1 }' "$out")
 rc=$(sed -n 's/^=== rpm-verity-vm: end rc=\([0-9]*\) ===$/\1/p' "$out" | tail -n1)
 [[ -n $body ]] && printf '%s\n' "$body"
 if [[ $qrc == 124 || $qrc == 137 ]]; then

@@ -79,6 +79,8 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Manage the kernel's .fs-verity keyring.
     Keyring(cmd::keyring::Args),
+    /// Allow only fs-verity-signed files to execute (IPE): write, apply and check the policy.
+    Lockdown(cmd::lockdown::Args),
     /// Show kernel fs-verity support, keyring contents and a path's filesystem support.
     Status(cmd::status::Args),
     /// Show each file's fs-verity signature in packages: signer, hash, key (not checked).
@@ -127,6 +129,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Enable(a) => cmd::enable::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::Keyring(a) => cmd::keyring::run(a),
+        Command::Lockdown(a) => cmd::lockdown::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Show(a) => cmd::show::run(a),
         Command::Report(a) => cmd::report::run(a),

@@ -21,8 +21,8 @@ pub use distinct::DistinctDigests;
 pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs7::{
-    build_rsa_signed_data, ecdsa_signed_data, signed_data, BuildError, DigestAlgorithm, ParseError,
-    Pkcs7Signature, SignatureAlgorithm, SignerId,
+    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, signed_data, BuildError,
+    DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm, SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 

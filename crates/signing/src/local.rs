@@ -142,6 +142,19 @@ impl LocalSigner {
             .map_err(|e| SignerError::Crypto(e.to_string()))
     }
 
+    /// `content` signed inside a PKCS#7 SignedData (SHA-256, no signed attributes, no
+    /// certificates): the form the kernel reads an IPE policy in. Local keys only: a remote
+    /// signer signs fs-verity digests and nothing else, by design.
+    pub fn sign_attached(&self, content: &[u8]) -> Result<Vec<u8>, SignerError> {
+        let hash = fsverity::HashAlgorithm::Sha256;
+        let sig = self
+            .key
+            .sign(hash, content)
+            .map_err(|e| SignerError::Crypto(e.to_string()))?;
+        pkcs7::attached_signed_data(hash, self.signature_algorithm(), &self.cert, content, &sig)
+            .map_err(|e| SignerError::Crypto(e.to_string()))
+    }
+
     fn signature_algorithm(&self) -> SignatureAlgorithm {
         match self.key.algorithm() {
             KeyAlgorithm::Rsa => SignatureAlgorithm::RsaPkcs1,

@@ -21,6 +21,7 @@ pub mod check;
 pub mod enable;
 pub mod installed;
 pub mod keyring;
+pub mod lockdown;
 pub mod probe;
 pub mod root;
 pub mod rpmdb;

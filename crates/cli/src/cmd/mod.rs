@@ -3,6 +3,7 @@ pub mod audit;
 pub mod digest;
 pub mod enable;
 pub mod keyring;
+pub mod lockdown;
 pub mod report;
 pub mod serve;
 pub mod show;

@@ -474,6 +474,53 @@ impl SysctlError {
     }
 }
 
+/// Why KEYCTL_RESTRICT_KEYRING failed ([`restrict_keyring`]).
+///
+/// [`restrict_keyring`]: super::restrict_keyring
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestrictError {
+    /// EEXIST: the kernel allows one restriction per keyring, and it cannot be lifted.
+    #[error("the keyring is already restricted (a restriction stays until the next boot)")]
+    AlreadyRestricted,
+    /// EACCES/EPERM: restricting needs the setattr permission on the keyring (root).
+    #[error("not permitted to restrict the keyring (needs root)")]
+    Permission,
+    /// ENOENT/EINVAL/ENOKEY: the restriction names something this kernel lacks, e.g.
+    /// `builtin_and_secondary_trusted` without CONFIG_SECONDARY_TRUSTED_KEYRING.
+    #[error("the kernel does not know the restriction `{restriction}`")]
+    UnknownRestriction { restriction: String },
+    /// ENOKEY/EKEYREVOKED on the keyring itself.
+    #[error("the keyring does not exist")]
+    NoKeyring,
+    /// EDEADLK: the restriction would make the keyring depend on itself (nothing installed).
+    #[error("the restriction would refer to the keyring itself")]
+    Cycle,
+    /// Any other errno.
+    #[error("KEYCTL_RESTRICT_KEYRING failed: {source}")]
+    Other {
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RestrictError {
+    pub(crate) fn from_errno(errno: i32, restriction: &str) -> Self {
+        match errno {
+            libc::EEXIST => RestrictError::AlreadyRestricted,
+            libc::EACCES | libc::EPERM => RestrictError::Permission,
+            libc::EDEADLK => RestrictError::Cycle,
+            libc::EKEYREVOKED => RestrictError::NoKeyring,
+            libc::ENOENT | libc::EINVAL | libc::ENOKEY => RestrictError::UnknownRestriction {
+                restriction: restriction.to_string(),
+            },
+            e => RestrictError::Other {
+                source: io::Error::from_raw_os_error(e),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

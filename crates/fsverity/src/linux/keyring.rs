@@ -1,9 +1,12 @@
 //! The `.fs-verity` keyring: the certificates built-in signatures are checked against.
 
+use std::ffi::CStr;
 use std::fs;
 use std::io;
 
-use super::KeyringError;
+use std::ffi::CString;
+
+use super::{KeyringError, RestrictError};
 use crate::sys::keyring::{self as sys, KeySerial, KeyctlRead};
 
 /// Name of the keyring holding the certificates built-in signatures are checked against.
@@ -29,6 +32,13 @@ pub struct KeyringKey {
 /// `%keyring:.fs-verity` too: the keyring is not linked into any process keyring, so
 /// request_key/KEYCTL_SEARCH cannot find it.
 pub fn fs_verity_keyring() -> Result<KeySerial, KeyringError> {
+    find_keyring(KEYRING_NAME)
+}
+
+/// Any kernel keyring by name (`.platform`, `.machine`, `.builtin_trusted_keys`...), found in
+/// /proc/keys the way [`fs_verity_keyring`] is; [`KeyringError::NoKeyring`] when it is not
+/// listed (absent from this kernel, or not viewable by the caller).
+pub fn find_keyring(name: &str) -> Result<KeySerial, KeyringError> {
     let text = match fs::read_to_string("/proc/keys") {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -44,7 +54,7 @@ pub fn fs_verity_keyring() -> Result<KeySerial, KeyringError> {
             })
         }
     };
-    find_keyring_in_proc_keys(&text, KEYRING_NAME).ok_or(KeyringError::NoKeyring)
+    find_keyring_in_proc_keys(&text, name).ok_or(KeyringError::NoKeyring)
 }
 
 /// Parse /proc/keys lines (`id flags usage timeout perm uid gid type description: summary`;
@@ -131,6 +141,60 @@ pub fn add_certificate_to(keyring: KeySerial, der: &[u8]) -> Result<KeySerial, K
     // An empty description makes the asymmetric key type derive one from the certificate.
     sys::add_key(c"asymmetric", c"", der, keyring)
         .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))
+}
+
+/// What may still be linked into a keyring once it is restricted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restriction {
+    /// Nothing: no key can be added any more (`keyctl restrict_keyring KEYRING`).
+    Closed,
+    /// Only certificates signed by a key in the builtin or secondary trusted keyrings
+    /// (`asymmetric builtin_and_secondary_trusted`; the secondary one includes `.machine`).
+    BuiltinAndSecondary,
+}
+
+impl Restriction {
+    fn strings(self) -> (Option<&'static CStr>, Option<&'static CStr>) {
+        match self {
+            Restriction::Closed => (None, None),
+            Restriction::BuiltinAndSecondary => {
+                (Some(c"asymmetric"), Some(c"builtin_and_secondary_trusted"))
+            }
+        }
+    }
+}
+
+/// Restricts `keyring` for the rest of the boot: what keeps root from adding a certificate of
+/// its own to `.fs-verity` and signing its own files. Once per keyring; a second call gets
+/// [`RestrictError::AlreadyRestricted`] whatever the restriction asked for.
+pub fn restrict_keyring(keyring: KeySerial, restriction: Restriction) -> Result<(), RestrictError> {
+    let (key_type, what) = restriction.strings();
+    sys::keyctl_restrict(keyring, key_type, what).map_err(|e| {
+        RestrictError::from_errno(
+            e.raw_os_error(),
+            &what.map_or("closed".into(), |w| w.to_string_lossy().into_owned()),
+        )
+    })
+}
+
+/// Whether `keyring` carries a restriction, asked without changing it: the kernel checks for
+/// an existing restriction (EEXIST) before it checks the new one for a cycle (EDEADLK), and a
+/// restriction to "keys signed by this very keyring" is always a cycle, so it is never
+/// installed. The kernel offers no read-back of a restriction otherwise.
+pub fn is_restricted(keyring: KeySerial) -> Result<bool, RestrictError> {
+    let own =
+        CString::new(format!("key_or_keyring:{keyring}")).map_err(|_| RestrictError::Cycle)?;
+    match sys::keyctl_restrict(keyring, Some(c"asymmetric"), Some(&own)) {
+        Err(e) if e.raw_os_error() == libc::EEXIST => Ok(true),
+        Err(e) if e.raw_os_error() == libc::EDEADLK => Ok(false),
+        Err(e) => Err(RestrictError::from_errno(
+            e.raw_os_error(),
+            &own.to_string_lossy(),
+        )),
+        // Cannot happen (the cycle check refuses it); if a kernel ever accepted it, the
+        // keyring now only takes keys signed by itself, which is restricted.
+        Ok(()) => Ok(true),
+    }
 }
 
 /// The keys linked into the `.fs-verity` keyring.

@@ -23,10 +23,13 @@ pub use crate::sys::ioctl::{
 };
 pub use crate::sys::keyring::KeySerial;
 pub use crate::sys::sysctl::REQUIRE_SIGNATURES_SYSCTL;
-pub use error::{EnableError, IsVerityError, KeyringError, MeasureError, OpenError, SysctlError};
+pub use error::{
+    EnableError, IsVerityError, KeyringError, MeasureError, OpenError, RestrictError, SysctlError,
+};
 pub use keyring::{
-    add_certificate, add_certificate_to, describe_key, fs_verity_keyring, list_keyring,
-    list_keyring_of, KeyringKey, KEYRING_NAME,
+    add_certificate, add_certificate_to, describe_key, find_keyring, fs_verity_keyring,
+    is_restricted, list_keyring, list_keyring_of, restrict_keyring, KeyringKey, Restriction,
+    KEYRING_NAME,
 };
 
 /// Longest built-in signature the kernel accepts (`FS_VERITY_MAX_SIGNATURE_SIZE`, EMSGSIZE above).

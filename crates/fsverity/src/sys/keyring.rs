@@ -73,3 +73,31 @@ pub(crate) fn keyctl_read(cmd: KeyctlRead, id: KeySerial, buf: &mut [u8]) -> Res
         Ok(r as usize)
     }
 }
+
+/// KEYCTL_RESTRICT_KEYRING (29): from now on, only keys `restriction` of `key_type` allows may
+/// be linked into `keyring`; both `None` closes it to every new key. The kernel installs a
+/// restriction once per keyring lifetime (EEXIST after that).
+pub(crate) fn keyctl_restrict(
+    keyring: KeySerial,
+    key_type: Option<&CStr>,
+    restriction: Option<&CStr>,
+) -> Result<(), Errno> {
+    const KEYCTL_RESTRICT_KEYRING: libc::c_long = 29;
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: the kernel only reads the two NUL-terminated strings (or takes NULL for absent
+    // ones), which are borrowed across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_RESTRICT_KEYRING,
+            keyring as libc::c_long,
+            ptr(key_type),
+            ptr(restriction),
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}

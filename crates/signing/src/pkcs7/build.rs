@@ -1,16 +1,19 @@
-//! Writing the SignedData libfsverity writes:
+//! Writing the SignedData libfsverity writes (and, for IPE policies, the same with the content
+//! attached):
 //! `PKCS7_sign(..., PKCS7_BINARY|PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_NOCERTS)` + `i2d_PKCS7`.
 //! Detached content, no certificates, no signed attributes, one signer named by issuer and
 //! serial, and `NULL` parameters in every AlgorithmIdentifier but ECDSA's, which has none, as
 //! OpenSSL writes them.
 
+use cms::cert::CertificateChoices;
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::CertificateSet;
 use cms::signed_data::{
     EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
-use der::Encode;
+use der::{Decode, Encode, Tag};
 use fsverity::HashAlgorithm;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
@@ -66,6 +69,30 @@ pub fn signed_data(
     cert: &Certificate,
     signature: &[u8],
 ) -> Result<Vec<u8>, BuildError> {
+    encode(hash, algorithm, cert, signature, None)
+}
+
+/// The DER PKCS#7 carrying `content` and `cert` inside it, with a `signature` made with
+/// `algorithm` directly over `content` hashed with `hash`: what `openssl smime -sign -binary -nodetach -noattr
+/// -nosmimecap` writes, and what the kernel reads for an IPE policy (it takes the policy text
+/// from the SignedData itself, so a detached signature would leave it nothing to parse).
+pub fn attached_signed_data(
+    hash: HashAlgorithm,
+    algorithm: SignatureAlgorithm,
+    cert: &Certificate,
+    content: &[u8],
+    signature: &[u8],
+) -> Result<Vec<u8>, BuildError> {
+    encode(hash, algorithm, cert, signature, Some(content))
+}
+
+fn encode(
+    hash: HashAlgorithm,
+    algorithm: SignatureAlgorithm,
+    cert: &Certificate,
+    signature: &[u8],
+    content: Option<&[u8]>,
+) -> Result<Vec<u8>, BuildError> {
     let signature_algorithm = match (algorithm, hash) {
         (SignatureAlgorithm::RsaPkcs1, _) => algorithm_with_null(OID_RSA_ENCRYPTION),
         (SignatureAlgorithm::Ecdsa, HashAlgorithm::Sha256) => AlgorithmIdentifierOwned {
@@ -90,14 +117,27 @@ pub fn signed_data(
         signature: OctetString::new(signature)?,
         unsigned_attrs: None,
     };
+    // With the content attached, the signer's certificate goes along too, as `openssl smime
+    // -sign` puts it: the kernel then matches the enrolled key by the certificate's own key
+    // identifier, and `openssl smime -verify` needs no -certfile.
+    let (econtent, certificates) = match content {
+        Some(content) => {
+            let x509 = x509_cert::Certificate::from_der(cert.der())?;
+            let set = CertificateSet(SetOfVec::try_from(vec![CertificateChoices::Certificate(
+                x509,
+            )])?);
+            (Some(Any::new(Tag::OctetString, content)?), Some(set))
+        }
+        None => (None, None),
+    };
     let signed_data = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![digest_algorithm])?,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: OID_DATA,
-            econtent: None,
+            econtent,
         },
-        certificates: None,
+        certificates,
         crls: None,
         signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info])?),
     };

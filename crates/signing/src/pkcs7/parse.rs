@@ -57,14 +57,36 @@ impl Pkcs7Signature {
     /// encodings other than DER, embedded content and signed attributes are errors; embedded
     /// certificates and CRLs are allowed and ignored, as trust comes from the caller's.
     pub fn from_der(der: &[u8]) -> Result<Self, ParseError> {
-        if der.is_empty() {
-            return Err(ParseError::Malformed("empty signature".into()));
-        }
         if der.len() > MAX_SIGNATURE_LEN {
             return Err(ParseError::Malformed(format!(
                 "signature is {} bytes, more than the {MAX_SIGNATURE_LEN} the kernel accepts",
                 der.len()
             )));
+        }
+        match Self::parse_content(der)? {
+            (_, Some(_)) => Err(ParseError::Malformed(
+                "signature is not detached (it embeds content)".into(),
+            )),
+            (parsed, None) => Ok(parsed),
+        }
+    }
+
+    /// Parses DER PKCS#7 SignedData with exactly one signer that carries its content (an IPE
+    /// policy), with the same strictness as [`Pkcs7Signature::from_der`]; the signer and the
+    /// content. Detached signatures are refused: there would be nothing for the kernel to read.
+    /// No size bound here: the caller knows its own limit.
+    pub fn from_der_attached(der: &[u8]) -> Result<(Self, Vec<u8>), ParseError> {
+        match Self::parse_content(der)? {
+            (parsed, Some(content)) => Ok((parsed, content)),
+            (_, None) => Err(ParseError::Malformed(
+                "the signature is detached: it carries no content".into(),
+            )),
+        }
+    }
+
+    fn parse_content(der: &[u8]) -> Result<(Self, Option<Vec<u8>>), ParseError> {
+        if der.is_empty() {
+            return Err(ParseError::Malformed("empty signature".into()));
         }
         let content_info = ContentInfo::from_der(der).map_err(malformed("ContentInfo"))?;
         if content_info.content_type != OID_SIGNED_DATA {
@@ -101,11 +123,16 @@ impl Pkcs7Signature {
                 "signed content type is not data".into(),
             ));
         }
-        if encapsulated.econtent.is_some() {
-            return Err(ParseError::Malformed(
-                "signature is not detached (it embeds content)".into(),
-            ));
-        }
+        let content = match &encapsulated.econtent {
+            None => None,
+            Some(any) if any.tag() == Tag::OctetString => Some(any.value().to_vec()),
+            Some(any) => {
+                return Err(ParseError::Malformed(format!(
+                    "embedded content is {} instead of an OCTET STRING",
+                    any.tag()
+                )))
+            }
+        };
         let signer_info = match signed_data.signer_infos.0.as_slice() {
             [] => return Err(ParseError::Malformed("no signer".into())),
             [one] => one,
@@ -121,7 +148,7 @@ impl Pkcs7Signature {
                 "signer's digest algorithm is not in digestAlgorithms".into(),
             ));
         }
-        Ok(parsed)
+        Ok((parsed, content))
     }
 
     fn from_signer_info(info: &SignerInfo) -> Result<Self, ParseError> {
