@@ -6,7 +6,10 @@
 #   initramfs DIR OUT [ARGS...]  run the root's own dracut (chroot) for the 6.12 test kernel,
 #                                uncompressed, generic (no host-only); ARGS go to dracut
 #   package DIR OUTDIR NAME      pack every file, symlink and directory of DIR (except /dev, /proc,
-#                                /sys, /run, /tmp content) into OUTDIR/NAME-1-1.x86_64.rpm
+#                                /sys, /run, /tmp content) into OUTDIR/NAME-1-1.x86_64.rpm;
+#                                regular files under /etc and /var are %config, as a distribution
+#                                marks them: `enable` leaves the non-executable ones writable
+#                                (systemd writes /etc/machine-id on the first boot)
 #   install ROOT RPM...          rpm --root ROOT -i, rpmdb in ROOT/var/lib/rpm, rpm's fsverity
 #                                plugin off, no scriptlets (the root has no rpm of its own)
 #   image ROOT IMG               ext4 with verity, 4 KiB blocks, from ROOT (sized to fit)
@@ -49,17 +52,19 @@ package)
     trap 'rm -rf "$top"' EXIT
     mkdir -p "$top/SPECS" "$outdir"
     # The file list: directories as %dir, everything else by path. rpm globs file names, so
-    # glob characters are escaped; every path is quoted for spaces.
+    # glob characters become one-character bracket expressions (`[` as `[[]`: a backslash is kept
+    # literally); every path is quoted for spaces.
+    # One pass of find + awk: a process per file would cost minutes for a whole root.
     (cd "$dir" && find . -mindepth 1 \
-        \( -path ./dev -o -path ./proc -o -path ./sys -o -path ./run -o -path ./tmp \) -prune -o -print) |
-        sed 's|^\.||' | while IFS= read -r p; do
-            q=$(printf '%s' "$p" | sed 's/[][?*{}\\]/\\&/g; s/"/\\"/g')
-            if [[ -d $dir$p && ! -L $dir$p ]]; then
-                printf '%%dir "%s"\n' "$q"
-            else
-                printf '"%s"\n' "$q"
-            fi
-        done >"$top/files"
+        \( -path ./dev -o -path ./proc -o -path ./sys -o -path ./run -o -path ./tmp \) -prune -o \
+        -printf '%y %P\n') |
+        awk '{
+            type = substr($0, 1, 1); p = "/" substr($0, 3)
+            gsub(/[][?*{}]/, "[&]", p)
+            if (type == "d") printf "%%dir \"%s\"\n", p
+            else if (type == "f" && (p ~ /^\/etc\// || p ~ /^\/var\//)) printf "%%config(noreplace) \"%s\"\n", p
+            else printf "\"%s\"\n", p
+        }' >"$top/files"
     for d in dev proc sys run tmp; do echo "%dir /$d" >>"$top/files"; done
     cat >"$top/SPECS/$name.spec" <<EOF
 Name: $name
@@ -67,6 +72,8 @@ Version: 1
 Release: 1
 Summary: Debian root for the rpm-verity real-boot test
 License: various
+# No dependency generation: it classifies every file (libmagic) and takes minutes.
+AutoReqProv: no
 %description
 The files of a small Debian 12 root (mmdebstrap), packed as one RPM.
 %install
