@@ -65,7 +65,9 @@ package)
             else if (type == "f" && (p ~ /^\/etc\// || p ~ /^\/var\//)) printf "%%config(noreplace) \"%s\"\n", p
             else printf "\"%s\"\n", p
         }' >"$top/files"
-    for d in dev proc sys run tmp; do echo "%dir /$d" >>"$top/files"; done
+    for d in dev proc sys run tmp; do
+        if [[ -d $dir/$d ]]; then echo "%dir /$d" >>"$top/files"; fi
+    done
     cat >"$top/SPECS/$name.spec" <<EOF
 Name: $name
 Version: 1
