@@ -64,6 +64,11 @@ impl Root {
         &self.path
     }
 
+    /// Whether this is the running system's own root, where the kernel can be asked about files.
+    pub fn is_host_root(&self) -> bool {
+        self.is_host_root
+    }
+
     /// Opens the package path `p` (absolute, as in the rpmdb) read-only under the root. Every
     /// component is resolved by the kernel below the root (`openat2` RESOLVE_BENEATH: absolute
     /// symlinks and `..` that would leave it fail with EXDEV), magic links are refused, the last

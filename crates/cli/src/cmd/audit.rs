@@ -25,6 +25,12 @@ pub struct Args {
     #[arg(long)]
     pub no_read: bool,
 
+    /// List every executable, shared library and script (by content: ELF, `#!`) that IPE
+    /// would refuse to execute under `lockdown`: installed files by package, then files in
+    /// the program and library directories that no package owns. Exit 1 if there is any.
+    #[arg(long, conflicts_with_all = ["packages", "no_read"])]
+    pub lockdown: bool,
+
     #[command(flatten)]
     pub installed: InstalledOptions,
 }
@@ -32,6 +38,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let o = &args.installed;
     let sys = o.open()?;
+    if args.lockdown {
+        return lockdown(&sys, o);
+    }
     let plan = audit::plan(&sys.packages, &args.packages, o.config)?;
     let pb = render::progress_bar(sys.total_size(&plan.files), "auditing");
     let opts = AuditOptions {
@@ -83,4 +92,45 @@ fn print_text(r: &AuditReport, verbosity: Verbosity) {
         plural(r.packages_read, "package"),
         render::counts(&r.summary, false, "nothing to check")
     );
+}
+
+fn lockdown(
+    sys: &verity_system::installed::InstalledSystem,
+    o: &InstalledOptions,
+) -> anyhow::Result<ExitCode> {
+    let kernel = verity_system::probe::kernel_status().fs_verity == Some(true);
+    let r = verity_system::lockdown::audit::audit(sys, kernel);
+    if o.json.json {
+        render::print_json(&r)?;
+    } else {
+        for p in &r.packages {
+            println!(
+                "{}: {}",
+                render::escape(&p.package),
+                plural(p.files.len(), "file")
+            );
+            for f in &p.files {
+                let line = format!("  {} ({}): {}", f.path, f.kind, f.reason);
+                println!("{}", render::escape(&line));
+            }
+        }
+        if !r.unowned.is_empty() {
+            println!(
+                "not owned by any package: {}",
+                plural(r.unowned.len(), "file")
+            );
+            for f in &r.unowned {
+                let line = format!("  {} ({}): {}", f.path, f.kind, f.reason);
+                println!("{}", render::escape(&line));
+            }
+        }
+        println!(
+            "audit --lockdown ({}): {} of {} would be refused execution",
+            r.mode,
+            r.refused,
+            plural(r.executables, "executable file")
+        );
+        println!("checked: {}", r.checked);
+    }
+    Ok(ExitCode::from(u8::from(r.refused > 0)))
 }

@@ -59,7 +59,7 @@ struct PolicyArgs {
     #[arg(long, value_name = "FILE")]
     key_pass_file: Option<PathBuf>,
     /// Policy name (a directory name under ipe/policies).
-    #[arg(long, value_name = "NAME", default_value = lockdown::DEFAULT_POLICY_NAME)]
+    #[arg(long, value_name = "NAME", default_value = lockdown::DEFAULT_POLICY_NAME, value_parser = parse_name)]
     name: String,
     /// MAJOR.MINOR.REVISION; an update within a boot needs a higher one.
     #[arg(long, value_name = "VERSION", default_value = "0.0.1", value_parser = parse_version)]
@@ -81,6 +81,10 @@ struct PolicyArgs {
     /// Print the policy text.
     #[arg(long)]
     print: bool,
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    lockdown::check_policy_name(s).map(|()| s.to_string())
 }
 
 fn parse_version(s: &str) -> Result<PolicyVersion, String> {

@@ -4,6 +4,7 @@
 //! policy signer, without which the kernel accepts no policy at all.
 
 pub mod apply;
+pub mod audit;
 pub mod ipe;
 pub mod policy;
 pub mod status;

@@ -1,0 +1,391 @@
+//! VM test: `rpm-verity lockdown` on Debian's 6.12 kernel (IPE) under qemu (TCG).
+//!
+//! 1. Booted through OVMF with the policy signer's certificate in the UEFI db (a variable store
+//!    made by `virt-fw-vars --add-db`), so the kernel puts it in `.platform`: bad policy files
+//!    are refused with nothing written; a policy signed by another key gets the enrolment
+//!    message (ENOKEY); the real policy is applied (idempotently), and then signed binaries
+//!    run while an unsigned copy, a verity file without signature, an unsigned library via
+//!    `LD_LIBRARY_PATH`, an unsigned `#!` script and a file signed by a certificate added after
+//!    `apply` are refused; updates must raise the version; a tampered policy is refused.
+//! 2. Booted directly (PVH, no firmware, nothing enrolled): no policy can be deployed, and the
+//!    message says why (ENOKEY explained).
+//!
+//! Needs qemu, ovmf, virt-fw-vars (PyPI virt-firmware), busybox, openssl, fsverity, keyctl and
+//! e2fsprogs on the host (scripts/install-deps); nothing is mocked.
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support_vm::{make_cert, repo_root, Steps};
+use verity_test_support::vm as support_vm;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rpm-verity")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sha256(p: &Path) -> String {
+    let out = String::from_utf8(run(Command::new("sha256sum").arg(p)).stdout).unwrap();
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+fn policy(dir: &Path, cert: &Path, key: &Path, version: &str, out: &str) -> PathBuf {
+    let path = dir.join(out);
+    run(Command::new(bin())
+        .args([
+            "lockdown",
+            "policy",
+            "--allow-initramfs",
+            "--version",
+            version,
+        ])
+        .arg("--signer-cert")
+        .arg(cert)
+        .arg("--signer-key")
+        .arg(key)
+        .arg("-o")
+        .arg(&path));
+    path
+}
+
+fn fsverity_sign(file: &Path, sig: &Path, key: &Path, cert: &Path) {
+    run(Command::new("fsverity")
+        .arg("sign")
+        .arg(file)
+        .arg(sig)
+        .arg("--key")
+        .arg(key)
+        .arg("--cert")
+        .arg(cert));
+}
+
+fn der(cert: &Path, out: &Path) {
+    run(Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(cert)
+        .arg("-out")
+        .arg(out));
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    image: PathBuf,
+    policy_cert: PathBuf,
+    files_cert: PathBuf,
+}
+
+/// Everything both boots use: certificates, policies (good and bad), the ext4 image with the
+/// binaries, and their signatures.
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("data");
+    fs::create_dir_all(data.join("certs")).unwrap();
+    let (pol_key, pol_cert) = make_cert(t, "policy", "policy signer");
+    let (files_key, files_cert) = make_cert(t, "files", "file signing");
+    let (late_key, late_cert) = make_cert(t, "late", "late");
+    let (stranger_key, stranger_cert) = make_cert(t, "stranger", "unenrolled policy signer");
+    fs::copy(&files_cert, data.join("certs/files.pem")).unwrap();
+    fs::copy(&late_cert, data.join("late.pem")).unwrap();
+    der(&late_cert, &data.join("late.der"));
+
+    let p1 = policy(&data, &pol_cert, &pol_key, "0.0.1", "policy.p7b");
+    policy(&data, &pol_cert, &pol_key, "0.0.2", "policy-v2.p7b");
+    policy(
+        &data,
+        &stranger_cert,
+        &stranger_key,
+        "0.0.1",
+        "stranger.p7b",
+    );
+    // A higher version whose text was changed after signing: only the kernel can tell.
+    let v9 = policy(t, &pol_cert, &pol_key, "0.0.9", "v9.p7b");
+    let mut tampered = fs::read(&v9).unwrap();
+    let at = tampered
+        .windows(12)
+        .position(|w| w == b"action=ALLOW")
+        .unwrap();
+    tampered[at + 7] = b'D'; // "DEFAULT action=DLLOW"... still one token, and unsigned
+    fs::write(data.join("tampered.p7b"), &tampered).unwrap();
+
+    let good = fs::read(&p1).unwrap();
+    fs::write(data.join("bad-truncated.p7b"), &good[..good.len() / 2]).unwrap();
+    let mut corrupted = good.clone();
+    corrupted[1] ^= 0x40; // the outer length
+    fs::write(data.join("bad-corrupted.p7b"), &corrupted).unwrap();
+    let mut oversized = good.clone();
+    oversized.resize(5 << 20, 0);
+    fs::write(data.join("bad-oversized.p7b"), &oversized).unwrap();
+    let text = run(Command::new(bin())
+        .args(["lockdown", "policy", "--print", "--allow-initramfs"])
+        .arg("--signer-cert")
+        .arg(&pol_cert)
+        .arg("--signer-key")
+        .arg(&pol_key))
+    .stdout;
+    fs::write(data.join("bad-plain.p7b"), text).unwrap();
+
+    // The image: busybox copies (static, so only they are executed), a dynamic binary, an
+    // unsigned libc for LD_LIBRARY_PATH, a script.
+    let root = t.join("root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("lib")).unwrap();
+    let busybox = PathBuf::from(
+        String::from_utf8(run(Command::new("sh").args(["-c", "command -v busybox"])).stdout)
+            .unwrap()
+            .trim(),
+    );
+    for name in [
+        "busybox-signed",
+        "busybox-unsigned",
+        "busybox-nosig",
+        "busybox-late",
+    ] {
+        fs::copy(&busybox, root.join("bin").join(name)).unwrap();
+    }
+    fs::copy("/usr/bin/true", root.join("bin/dyn")).unwrap();
+    fs::copy(
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        root.join("lib/libc.so.6"),
+    )
+    .unwrap();
+    fs::write(root.join("bin/script.sh"), "#!/bin/sh\necho script ran\n").unwrap();
+    for f in fs::read_dir(root.join("bin")).unwrap() {
+        fs::set_permissions(f.unwrap().path(), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fsverity_sign(&busybox, &data.join("signed.sig"), &files_key, &files_cert);
+    fsverity_sign(
+        &root.join("bin/dyn"),
+        &data.join("dyn.sig"),
+        &files_key,
+        &files_cert,
+    );
+    fsverity_sign(&busybox, &data.join("late.sig"), &late_key, &late_cert);
+    // A detached built-in signature is a PKCS#7 too, but carries no policy.
+    fs::copy(data.join("signed.sig"), data.join("bad-detached.p7b")).unwrap();
+
+    let image = t.join("disk.img");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .arg("64M"));
+    Setup {
+        data,
+        image,
+        policy_cert: pol_cert,
+        files_cert,
+        _tmp: tmp,
+    }
+}
+
+fn boot(s: &Setup, ovmf: Option<&Path>, phase: &str) -> Steps {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("tests/vm/run.sh"))
+        .args(["--kernel", "6.12", "--timeout", "400"])
+        .arg("--bin")
+        .arg(bin())
+        .arg("--disk")
+        .arg(&s.image)
+        .arg("--file")
+        .arg(format!("{}:/lockdown", s.data.display()));
+    if let Some(vars) = ovmf {
+        cmd.arg("--ovmf").arg(vars);
+    }
+    cmd.arg(repo_root().join("tests/vm/guests/lockdown.sh"))
+        .arg(phase);
+    let out = cmd.output().expect("run tests/vm/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!(
+        "guest output:\n{stdout}\nrun.sh stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "VM run failed ({})", out.status);
+    Steps::parse(&stdout)
+}
+
+fn json(steps: &Steps, name: &str) -> Value {
+    steps.json(name, 0)
+}
+
+/// The refusals every boot makes before the kernel is involved, and that nothing was written.
+fn assert_bad_files_refused(steps: &Steps) {
+    let before = steps.ok("state-before").to_string();
+    assert!(before.starts_with("policies=[]"), "{before}");
+    for (bad, words) in [
+        ("truncated", "is not a signed IPE policy"),
+        ("corrupted", "is not a signed IPE policy"),
+        (
+            "oversized",
+            "more than the 4194303 bytes the kernel accepts",
+        ),
+        ("plain", "is not a signed IPE policy"),
+        ("detached", "carries no content"),
+    ] {
+        let out = steps.rc(&format!("bad-{bad}"), 1);
+        assert!(
+            out.contains(&format!("bad-{bad}.p7b")) && out.contains(words),
+            "bad-{bad}: {out}"
+        );
+    }
+    assert_eq!(
+        steps.ok("state-after-bad"),
+        before,
+        "a bad policy changed state"
+    );
+    let st = json(steps, "status-after-bad");
+    assert_eq!(st["policies"], serde_json::json!([]));
+    assert_eq!(st["fs_verity"]["restricted"], false);
+    assert_eq!(st["fs_verity"]["certificates"], serde_json::json!([]));
+}
+
+#[test]
+fn lockdown_through_ovmf_with_the_signer_in_the_uefi_db() {
+    let s = setup();
+    let vars = s.data.parent().unwrap().join("vars.fd");
+    run(Command::new("virt-fw-vars")
+        .args(["-i", "/usr/share/OVMF/OVMF_VARS_4M.fd", "--add-db"])
+        .arg("605dab50-e046-4300-abb6-3dd810dd8b23")
+        .arg(&s.policy_cert)
+        .arg("-o")
+        .arg(&vars));
+    let steps = boot(&s, Some(&vars), "db");
+
+    assert!(steps.ok("lsm").split(',').any(|l| l == "ipe"));
+    let before = json(&steps, "status-before");
+    assert_eq!(before["ipe"], true);
+    assert_eq!(before["signer_enrolled"], true);
+    assert_eq!(before["locked_down"], false);
+    assert!(before["active_policy"].is_null());
+    let platform = &before["signer_keyrings"][3];
+    assert_eq!(platform["name"], ".platform");
+    assert!(
+        platform["keys"][0]
+            .as_str()
+            .unwrap()
+            .contains("rpm-verity policy signer policy"),
+        "{platform}"
+    );
+    assert_bad_files_refused(&steps);
+
+    let stranger = steps.rc("apply-stranger", 1);
+    assert!(
+        stranger.contains(
+            "the policy signer is not enrolled: enrol it as a MOK or in the UEFI db, see \
+             docs/lockdown.md"
+        ),
+        "{stranger}"
+    );
+    assert!(steps.ok("state-after-stranger").starts_with("policies=[]"));
+
+    steps.ok("enable-signed");
+    steps.ok("enable-dyn");
+    steps.ok("enable-nosig");
+    let applied = steps.ok("apply");
+    assert!(
+        applied.contains("policy rpm_verity version 0.0.1: deployed")
+            && applied.contains("activated"),
+        "{applied}"
+    );
+    let again = json(&steps, "apply-again");
+    assert_eq!(again["deployment"], "already-deployed");
+    assert_eq!(again["activation"], "already-done");
+    assert_eq!(again["restricted"], "already-done");
+    assert_eq!(again["certificates"]["already_loaded"], 1);
+
+    let st = json(&steps, "status");
+    assert_eq!(st["locked_down"], true, "{st}");
+    assert_eq!(st["enforce"], true);
+    assert_eq!(st["fs_verity"]["restricted"], true);
+    assert_eq!(st["active_policy"]["name"], "rpm_verity");
+    assert_eq!(st["active_policy"]["version"], "0.0.1");
+    assert_eq!(
+        st["active_policy"]["sha256"],
+        sha256(&s.data.join("policy.p7b"))
+    );
+    let certs = st["fs_verity"]["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 1);
+    assert!(certs[0]
+        .as_str()
+        .unwrap()
+        .contains("rpm-verity file signing files"));
+    steps.ok("status-check");
+
+    assert_eq!(steps.ok("run-signed"), "signed runs");
+    steps.ok("run-dyn");
+    for refused in [
+        "run-unsigned-copy",
+        "run-copy-tmpfs",
+        "run-verity-nosig",
+        "run-script",
+        "run-late",
+    ] {
+        let out = steps.rc(refused, 126);
+        assert!(out.contains("Permission denied"), "{refused}: {out}");
+    }
+    let lib = steps.rc("run-unsigned-lib", 127);
+    assert!(
+        lib.contains("failed to map segment from shared object"),
+        "{lib}"
+    );
+    assert_eq!(steps.ok("sh-script"), "script ran");
+    assert_eq!(steps.ok("read-unsigned"), "\x7fELF");
+    assert!(steps.rc("add-late", 1).contains("Operation not permitted"));
+    assert!(steps.rc("load-late", 1).contains("not permitted"));
+    assert_ne!(steps.get("enable-late").0, 0);
+
+    let tampered = steps.rc("apply-tampered", 1);
+    assert!(tampered.contains("EKEYREJECTED"), "{tampered}");
+    let v2 = steps.ok("apply-v2");
+    assert!(v2.contains("version 0.0.2: updated"), "{v2}");
+    let v1 = steps.ok("apply-v1-after-v2");
+    assert!(
+        v1.contains("already-deployed (kernel holds version 0.0.2)")
+            && v1.contains("already active"),
+        "{v1}"
+    );
+    let st2 = json(&steps, "status-v2");
+    assert_eq!(st2["active_policy"]["version"], "0.0.2");
+    assert_eq!(
+        st2["active_policy"]["sha256"],
+        sha256(&s.data.join("policy-v2.p7b"))
+    );
+    let denials: u32 = steps.ok("audit-denials").parse().unwrap();
+    assert!(denials >= 5, "{denials} IPE denials logged");
+    let _ = &s.files_cert;
+}
+
+#[test]
+fn without_enrolment_no_policy_can_be_deployed() {
+    let s = setup();
+    let steps = boot(&s, None, "pvh");
+    let before = json(&steps, "status-before");
+    assert_eq!(before["ipe"], true);
+    assert_eq!(before["signer_enrolled"], false);
+    assert_bad_files_refused(&steps);
+    let out = steps.rc("apply-unenrolled", 1);
+    assert!(
+        out.contains(
+            "the policy signer is not enrolled: enrol it as a MOK or in the UEFI db, see \
+             docs/lockdown.md"
+        ),
+        "{out}"
+    );
+    assert!(steps.ok("state-after-apply").starts_with("policies=[]"));
+}
