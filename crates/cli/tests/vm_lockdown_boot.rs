@@ -1,14 +1,21 @@
-//! VM test: a real boot. A Debian 12 root (mmdebstrap: systemd as PID 1, dracut) is packed into
-//! one RPM with rpmbuild, signed with `rpm-verity sign`, installed with rpm into an ext4
-//! `-O verity` image, verity enabled on its files by `rpm-verity enable --all` in a first boot;
-//! then it boots for real through OVMF (UEFI) on Debian's 6.12 kernel with an initramfs built by
-//! the root's own dracut including rpm-verity's module (`dist/dracut/90rpm-verity`), which loads
-//! the file-signing certificate before switch_root.
+//! VM test: a real boot, locked down. A Debian 12 root (mmdebstrap: systemd as PID 1, dracut) is
+//! packed into one RPM with rpmbuild, signed with `rpm-verity sign`, installed with rpm (plus an
+//! unsigned package planting three executables and a library) into an ext4 `-O verity` image;
+//! `audit --lockdown --root` lists exactly the planted files before anything is applied;
+//! `rpm-verity enable --all` runs in a first boot (6.12). The root then boots for real through
+//! OVMF (UEFI) on Debian's 6.12 kernel with an initramfs built by the root's own dracut with
+//! rpm-verity's module (`dist/dracut/90rpm-verity`) and the signed policy:
+//! - policy signer in the UEFI db: the policy is active before the real root's systemd starts,
+//!   the system reaches multi-user.target with no failed unit and no IPE denial but the test's
+//!   own: copies of a signed binary, the planted programs and library are refused; `lockdown
+//!   status` reports the policy; the live `audit --lockdown` lists the planted files;
+//! - same image, signer not enrolled: the boot goes on unlocked, and the kernel log and the
+//!   journal say why (rpm-verity's "the policy signer is not enrolled").
 //!
 //! The heavy steps are shell scripts (tests/vm/debian-root.sh, real-root.sh, boot-uefi.sh,
 //! guests/real-boot-*.sh) so that they can be replayed by hand; this test orders them, times
 //! them and checks what the guest reports. Needs root (mmdebstrap, chroot for dracut), qemu,
-//! ovmf, rpm, e2fsprogs, openssl, cpio; nothing is mocked.
+//! ovmf, virt-fw-vars, rpm, e2fsprogs, openssl, cpio; nothing is mocked.
 use verity_test_support::vm::{make_cert, repo_root, Steps};
 
 use std::fs;
@@ -246,8 +253,8 @@ fn assert_locked(g: &Steps, report: &str, policy_sha256: &str) {
     let activated = dmesg_pos(&dmesg, "type=1421").expect("no IPE activation (1421) in dmesg");
     let applied = dmesg_pos(&dmesg, "rpm-verity: lockdown applied from")
         .expect("no 'lockdown applied' line from the dracut hook");
-    let switch = dmesg_pos(&dmesg, "Switching root.").expect("no switch_root in dmesg");
-    // systemd announces itself twice: in the initramfs, and as the real root's PID 1.
+    // systemd announces itself twice: in the initramfs, and as the real root's PID 1 (which
+    // also sets the root's hostname; the initramfs has none).
     let starts: Vec<usize> = dmesg
         .iter()
         .enumerate()
@@ -255,14 +262,18 @@ fn assert_locked(g: &Steps, report: &str, policy_sha256: &str) {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(starts.len(), 2, "systemd start lines: {starts:?}");
+    let real_hostname = dmesg_pos(&dmesg, "Hostname set to <rpm-verity-guest>")
+        .expect("the real root's systemd did not set its hostname");
     assert!(
-        activated < switch && activated < starts[1] && applied < switch,
-        "policy active (line {activated}) must precede switch_root ({switch}) and the real \
-         root's systemd ({})",
+        starts[0] < activated && applied < starts[1] && activated < starts[1],
+        "policy activated (line {activated}) must come after the initramfs's systemd ({}) and \
+         before the real root's ({})",
+        starts[0],
         starts[1]
     );
+    assert!(starts[1] < real_hostname);
     g.ok_eq("ipe-enforce", "1");
-    g.ok_eq("ipe-policies", "rpm_verity_lockdown");
+    g.ok_eq("ipe-policies", "rpm_verity");
     // Copies of a signed binary lose the signature: refused (exit 126, EACCES).
     let (rc, out) = g.get("copy-tmpfs");
     assert_eq!(*rc, 126, "copy on tmpfs ran: {out}");
@@ -278,9 +289,14 @@ fn assert_locked(g: &Steps, report: &str, policy_sha256: &str) {
     // unit needed was refused.
     for l in dmesg.iter().filter(|l| l.contains("type=1420")) {
         assert!(
-            ["/run/true-copy", "/root/true-copy", "planted-"]
-                .iter()
-                .any(|p| l.contains(p))
+            [
+                "path=\"/run/true-copy\"",
+                "path=\"/root/true-copy\"",
+                "path=\"/usr/local/bin/planted-",
+                "path=\"/usr/local/lib/planted/",
+            ]
+            .iter()
+            .any(|p| l.contains(p))
                 || l.contains("enforcing=0"),
             "IPE denied something the test did not ask for: {l}"
         );
@@ -296,12 +312,12 @@ fn assert_locked(g: &Steps, report: &str, policy_sha256: &str) {
     .unwrap();
     assert_eq!(json["locked_down"], true, "{json}");
     assert_eq!(json["signer_enrolled"], true, "{json}");
-    assert_eq!(
-        json["active_policy"]["name"], "rpm_verity_lockdown",
-        "{json}"
-    );
+    assert_eq!(json["active_policy"]["name"], "rpm_verity", "{json}");
     assert_eq!(json["active_policy"]["sha256"], policy_sha256, "{json}");
     assert_eq!(json["fs_verity"]["restricted"], true, "{json}");
+    let audit = guest_json(report, "audit-lockdown");
+    assert_eq!(audit["mode"], "measured", "{audit}");
+    assert_audit_lists_planted(&audit);
 }
 
 /// The same root and initramfs, signer not enrolled: the boot goes on unlocked and says why.
@@ -334,12 +350,64 @@ fn assert_unlocked(g: &Steps, report: &str) {
     .unwrap();
     assert_eq!(json["locked_down"], false, "{json}");
     assert_eq!(json["signer_enrolled"], false, "{json}");
+    // The audit an administrator runs before the policy is applied: measured by the kernel.
+    let audit = guest_json(report, "audit-lockdown");
+    assert_eq!(audit["mode"], "measured", "{audit}");
+    assert_audit_lists_planted(&audit);
     assert!(
         report
             .lines()
             .any(|l| l.starts_with("JOURNAL ") && l.contains("lockdown NOT applied")),
         "the message is not in the journal"
     );
+}
+
+/// The files `audit --lockdown` (JSON) says IPE would refuse, package by package, plus the
+/// unowned ones under "(unowned)".
+fn refused_files(audit: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in audit["packages"].as_array().expect("packages") {
+        for f in p["files"].as_array().unwrap() {
+            out.push(format!(
+                "{} {}",
+                p["package"].as_str().unwrap(),
+                f["path"].as_str().unwrap()
+            ));
+        }
+    }
+    for f in audit["unowned"].as_array().expect("unowned") {
+        out.push(format!("(unowned) {}", f["path"].as_str().unwrap()));
+    }
+    out.sort();
+    out
+}
+
+/// Exactly the planted package's four files: three executables and the library.
+fn assert_audit_lists_planted(audit: &serde_json::Value) {
+    let want: Vec<String> = [
+        "/usr/local/bin/planted-echo",
+        "/usr/local/bin/planted-script",
+        "/usr/local/bin/planted-true",
+        "/usr/local/lib/planted/libc.so.6",
+    ]
+    .iter()
+    .map(|p| format!("planted-1-1.x86_64 {p}"))
+    .collect();
+    assert_eq!(refused_files(audit), want, "{audit}");
+    assert_eq!(audit["refused"], 4, "{audit}");
+    assert!(
+        audit["executables"].as_u64().unwrap() > 500,
+        "too few executables looked at: {audit}"
+    );
+}
+
+fn guest_json(report: &str, name: &str) -> serde_json::Value {
+    let prefix = format!("JSON {name} ");
+    let text = report
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no JSON {name} in the guest report"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("JSON {name}: {e}: {text}"))
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -409,6 +477,18 @@ fn debian_root_from_signed_rpms_boots_locked_down_by_dracut_through_ovmf() {
 
     let root = d.join("root");
     real_root(&[&"install", &root, &rpm, &planted_rpm]);
+    // Before anything is applied (or even booted): the offline audit of the installed root.
+    let out = Command::new(bin())
+        .args(["audit", "--lockdown", "--json", "--root"])
+        .arg(&root)
+        .arg("--cert")
+        .arg(&files_cert)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "audit --lockdown exit status");
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(audit["mode"], "offline", "{audit}");
+    assert_audit_lists_planted(&audit);
     let img = d.join("root.img");
     real_root(&[&"image", &root, &img]);
     fs::remove_dir_all(&root).unwrap();

@@ -32,6 +32,7 @@ if [ -x /usr/bin/rpm-verity ]; then
     step keyring rpm-verity keyring list
     printf 'JSON lockdown-status %s\n' "$(rpm-verity lockdown status --json 2>/dev/null | tr -d '\n')" >>"$res"
     step lockdown-status rpm-verity lockdown status
+    printf 'JSON audit-lockdown %s\n' "$(rpm-verity audit --lockdown --json 2>/dev/null | tr -d '\n')" >>"$res"
 fi
 step lsm cat /sys/kernel/security/lsm
 step ipe-enforce cat /sys/kernel/security/ipe/enforce
