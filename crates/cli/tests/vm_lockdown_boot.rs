@@ -410,6 +410,35 @@ fn guest_json(report: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("JSON {name}: {e}: {text}"))
 }
 
+/// Signer enrolled, but `rd.rpm-verity.lockdown=0` on the command line (the documented way to
+/// boot once unlocked): the hook loads the certificates and skips the policy.
+fn assert_skipped(g: &Steps, report: &str) {
+    assert_booted(g);
+    let dmesg = dmesg_of(report);
+    assert!(
+        dmesg_pos(
+            &dmesg,
+            "rpm-verity: lockdown skipped (rd.rpm-verity.lockdown=0"
+        )
+        .is_some(),
+        "no 'lockdown skipped' line in dmesg"
+    );
+    assert!(
+        dmesg_pos(&dmesg, "type=1421").is_none(),
+        "a policy was activated"
+    );
+    assert!(
+        dmesg_pos(&dmesg, "rpm-verity: rpm-verity:").is_none(),
+        "doubled prefix"
+    );
+    assert_eq!(g.ok("ipe-policies"), "");
+    g.ok("copy-tmpfs");
+    g.ok("planted-exec");
+    let json = guest_json(report, "lockdown-status");
+    assert_eq!(json["locked_down"], false, "{json}");
+    assert_eq!(json["signer_enrolled"], true, "{json}");
+}
+
 fn sha256_hex(path: &Path) -> String {
     let out = stdout(Command::new("sha256sum").arg(path));
     out.split_whitespace().next().unwrap().to_string()
@@ -547,5 +576,15 @@ fn debian_root_from_signed_rpms_boots_locked_down_by_dracut_through_ovmf() {
     );
     assert_unlocked(&g, &report);
     t.lap("UEFI boot, signer not enrolled: unlocked");
+
+    let (g, report) = boot_uefi(
+        &vars,
+        &initrd,
+        &img,
+        &format!("{append} rd.rpm-verity.lockdown=0"),
+        &d.join("console-skipped.log"),
+    );
+    assert_skipped(&g, &report);
+    t.lap("UEFI boot, signer in db, rd.rpm-verity.lockdown=0: unlocked");
     t.total();
 }

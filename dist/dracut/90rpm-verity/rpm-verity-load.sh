@@ -26,6 +26,8 @@ rpm_verity_kmsg() {
     local level=$1 line
     shift
     printf '%s\n' "$*" | while IFS= read -r line; do
+        # rpm-verity's own messages already start with "rpm-verity: ".
+        line=${line#rpm-verity: }
         [ -n "$line" ] && echo "<$level>rpm-verity: $line" >/dev/kmsg 2>/dev/null
     done
     return 0
