@@ -329,7 +329,11 @@ fn assert_unlocked(g: &Steps, report: &str) {
         "no 'lockdown NOT applied' line in dmesg"
     );
     assert!(
-        dmesg_pos(&dmesg, "the policy signer is not enrolled").is_some(),
+        dmesg_pos(
+            &dmesg,
+            "rpm-verity: error: the policy signer is not enrolled"
+        )
+        .is_some(),
         "the reason (signer not enrolled) is not in dmesg"
     );
     assert!(
