@@ -38,10 +38,16 @@ pub fn bar_chart(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        r##"<text x="10" y="18" font-size="14">fs-verity cost per package (signatures: {} bytes each{})</text>
+        r##"<text x="10" y="18" font-size="14">fs-verity cost per package ({} signatures: {} bytes {}{})</text>
 <rect x="10" y="28" width="10" height="10" fill="#3b6fb6"/><text x="24" y="37">signature growth, % of package</text>
 <rect x="230" y="28" width="10" height="10" fill="#e08a2c"/><text x="244" y="37">Merkle trees, % of payload</text>"##,
+        xml(&r.signature.key),
         r.signature.bytes,
+        if r.signature.upper_bound {
+            "at most"
+        } else {
+            "each"
+        },
         if r.signature.exact { "" } else { ", estimate" }
     );
     for (i, p) in rows.iter().enumerate() {

@@ -136,8 +136,9 @@ fn status_reports_an_unsupported_kernel_and_the_configured_certs() {
         "{t}"
     );
     assert!(
-        t.contains("status test.pem: CN=status test, O=Throwaway: unknown (keyring unreadable)")
-            || t.contains("status test.pem: O=Throwaway, CN=status test: unknown"),
+        t.contains(
+            "status test.pem: CN=status test, O=Throwaway (RSA): unknown (keyring unreadable)"
+        ) || t.contains("status test.pem: O=Throwaway, CN=status test (RSA): unknown"),
         "{t}"
     );
     assert!(t.contains("notes.txt: skipped"), "{t}");
@@ -164,6 +165,7 @@ fn status_reports_an_unsupported_kernel_and_the_configured_certs() {
     );
     assert_eq!(v["certs"]["certs"].as_array().unwrap().len(), 1, "{v}");
     assert!(v["certs"]["certs"][0]["loaded"].is_null(), "{v}");
+    assert_eq!(v["certs"]["certs"][0]["key"], "RSA", "{v}");
     assert!(v["certs"]["skipped"][0]["reason"].as_str().is_some(), "{v}");
     // This host's filesystem answers the probe with EOPNOTSUPP (ext4: the kernel lacks
     // fs-verity) or ENOTTY (a filesystem without verity at all).

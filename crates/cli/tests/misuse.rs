@@ -313,6 +313,55 @@ fn content_not_matching_the_header_is_refused() {
     assert!(all.contains(": FAILED ("), "{all}");
 }
 
+/// PAYLOADDIGESTALT (the uncompressed payload's digest) is checked too: a package whose
+/// compressed bytes match PAYLOADDIGEST but whose PAYLOADDIGESTALT disagrees is refused, with
+/// every other digest (header SHA-256/SHA-1, MD5) recomputed so that only that check can see it.
+#[test]
+fn uncompressed_payload_digest_is_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm(dir, "alt", "w0.ufdio", Contents::ONE_FILE);
+    let flip_alt = |bytes: &mut [u8], payload_off: usize| {
+        // Uncompressed: PAYLOADDIGEST and PAYLOADDIGESTALT hold the same hex string; tag
+        // order puts PAYLOADDIGESTALT (5097) after PAYLOADDIGEST (5092) in the data store.
+        let hex = hex::encode(sha2::Sha256::digest(&bytes[payload_off..]));
+        let main = &bytes[..payload_off];
+        let first = main.windows(64).position(|w| w == hex.as_bytes()).unwrap();
+        let second = first
+            + 64
+            + main[first + 64..]
+                .windows(64)
+                .position(|w| w == hex.as_bytes())
+                .expect("PAYLOADDIGESTALT present");
+        bytes[second] = if bytes[second] == b'0' { b'1' } else { b'0' };
+    };
+    let bad = dir.join("alt-digest.rpm");
+    let data = edit_and_redigest(&orig, flip_alt);
+    fs::write(&bad, &data).unwrap();
+
+    let out = sign(&key, &cert, &[s(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("alt-digest.rpm") && err.contains("PAYLOADDIGESTALT"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
+
+    // The untouched package signs and verifies: the check is not refusing everything. The
+    // same edit made after signing is caught by verify.
+    let out = sign(&key, &cert, &[s(&orig)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = rv(&["verify", "--cert", s(&cert), s(&orig)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let signed_bad = dir.join("signed-alt-digest.rpm");
+    fs::write(&signed_bad, edit_and_redigest(&orig, flip_alt)).unwrap();
+    let out = rv(&["verify", "--cert", s(&cert), s(&signed_bad)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("PAYLOADDIGESTALT"), "{}", text(&out));
+}
+
 #[test]
 fn package_without_digests_is_refused() {
     let t = tempfile::tempdir().unwrap();

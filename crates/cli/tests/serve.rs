@@ -1582,3 +1582,124 @@ fn remote_signer_refuses_signatures_it_cannot_verify() {
         assert!(e.contains(why), "mode {m}: {e}");
     }
 }
+
+/// ECDSA keys in the service: P-256 and P-384 keys in the config sign packages remotely to the
+/// same bytes as locally (RFC 6979 nonces, and the client lays out from the certificate the
+/// longest signature the local signer reserves), which the client verified on the way and
+/// `verify` accepts.
+#[test]
+fn remote_ecdsa_signing_matches_local() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    let mut extra = String::new();
+    for (name, curve) in [("p256", "P-256"), ("p384", "P-384")] {
+        let key = format!("{name}.key");
+        let curve = format!("ec_paramgen_curve:{curve}");
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                &curve,
+                "-out",
+                &key,
+            ],
+        );
+        chmod(&d.join(&key), 0o600);
+        let subj = format!("/CN=fsverity {name}/O=Throwaway");
+        let crt = format!("{name}.crt");
+        openssl(
+            d,
+            &[
+                "req", "-x509", "-key", &key, "-subj", &subj, "-days", "30", "-out", &crt,
+            ],
+        );
+        extra.push_str(&format!(
+            "[[key]]\nname = \"{name}\"\nkey = \"{key}\"\ncert = \"{crt}\"\n"
+        ));
+    }
+    let log = pki.path("audit.jsonl");
+    let config = pki.config(&log, "127.0.0.1:0", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "keys = [\"k1\", \"k3\"]",
+        "keys = [\"k1\", \"k3\", \"p256\", \"p384\"]",
+    );
+    std::fs::write(&config, format!("{text}{extra}")).unwrap();
+    let server = Server::start(&config, None);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let a = support::build_rpm(w, "eca", "w19.zstdio", support::Contents::ALL);
+    let b = support::build_rpm_custom(
+        w,
+        "ecb",
+        "w9.gzdio",
+        "mkdir -p %{buildroot}/opt/b\nfor i in $(seq 1 300); do echo \"b $i\" > %{buildroot}/opt/b/f$i; done\n",
+        "/opt/b\n",
+    );
+    for name in ["p256", "p384"] {
+        let local_dir = w.join(format!("local-{name}"));
+        let remote_dir = w.join(format!("remote-{name}"));
+        std::fs::create_dir_all(&local_dir).unwrap();
+        std::fs::create_dir_all(&remote_dir).unwrap();
+        let out = Command::new(BIN)
+            .arg("sign")
+            .arg("--key")
+            .arg(pki.path(&format!("{name}.key")))
+            .arg("--cert")
+            .arg(pki.path(&format!("{name}.crt")))
+            .arg("--output-dir")
+            .arg(&local_dir)
+            .args([&a, &b])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(BIN)
+            .arg("sign")
+            .arg("--signer")
+            .arg(server.url())
+            .arg("--key-name")
+            .arg(name)
+            .arg("--token-file")
+            .arg(pki.path("token"))
+            .arg("--ca")
+            .arg(pki.path("ca.crt"))
+            .arg("--output-dir")
+            .arg(&remote_dir)
+            .args([&a, &b])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in [&a, &b] {
+            let file = p.file_name().unwrap();
+            let l = std::fs::read(local_dir.join(file)).unwrap();
+            let r = std::fs::read(remote_dir.join(file)).unwrap();
+            assert!(l == r, "{name} {file:?}: remote and local signing differ");
+            assert_ne!(l, std::fs::read(p).unwrap());
+            let out = Command::new(BIN)
+                .arg("verify")
+                .arg("--cert")
+                .arg(pki.path(&format!("{name}.crt")))
+                .arg(remote_dir.join(file))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name} {file:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(signed_count(&audit_lines(&log)) > 0);
+}

@@ -1283,3 +1283,146 @@ fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
         );
     }
 }
+
+/// `--executables` alone, on a package with an ELF program, a real shared library (0644, as
+/// distributions ship them), scripts (one not even executable) and data files (one executable
+/// but neither ELF nor `#!`): exactly the programs, the library and the scripts are signed, by
+/// content; rpm reads the entries back, `rpm -K` passes, rpm 4.18 installs the package, and
+/// `enable`/`audit` count the data files as unsigned by policy.
+#[test]
+fn executables_sign_programs_libraries_and_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, cert) = openssl_key(d, "exe", 2048);
+    let pkg = build_rpm_custom(
+        d,
+        "exekinds",
+        "w19.zstdio",
+        "mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/lib64 %{buildroot}/usr/libexec \
+         %{buildroot}/usr/share/exekinds\n\
+         cp /bin/true %{buildroot}/usr/bin/tool\n\
+         cp -L /lib/x86_64-linux-gnu/libz.so.1 %{buildroot}/usr/lib64/libz.so.1\n\
+         chmod 0644 %{buildroot}/usr/lib64/libz.so.1\n\
+         printf '#!/bin/sh\\necho hi\\n' > %{buildroot}/usr/bin/script\n\
+         chmod 0755 %{buildroot}/usr/bin/script\n\
+         printf '#!/usr/bin/python3\\nprint(1)\\n' > %{buildroot}/usr/libexec/helper.py\n\
+         chmod 0644 %{buildroot}/usr/libexec/helper.py\n\
+         head -c 70000 /dev/urandom > %{buildroot}/usr/share/exekinds/data.bin\n\
+         printf 'echo not a script without its #!\\n' > %{buildroot}/usr/share/exekinds/run.txt\n\
+         chmod 0755 %{buildroot}/usr/share/exekinds/run.txt\n\
+         printf 'notes\\n' > %{buildroot}/usr/share/exekinds/notes.txt\n",
+        "/usr/bin/tool\n/usr/bin/script\n/usr/lib64/libz.so.1\n/usr/libexec/helper.py\n\
+         %dir /usr/share/exekinds\n/usr/share/exekinds/data.bin\n/usr/share/exekinds/run.txt\n\
+         /usr/share/exekinds/notes.txt\n",
+    );
+    // What rpm itself (libmagic) says the files are: the library really is a shared object.
+    let q = run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{FILENAMES}\t%{FILECLASS}\n]"])
+        .arg(&pkg));
+    let classes = String::from_utf8_lossy(&q.stdout).to_string();
+    let class = |p: &str| {
+        classes
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{p}\t")))
+            .unwrap_or_else(|| panic!("{p} missing: {classes}"))
+            .to_string()
+    };
+    assert!(
+        class("/usr/lib64/libz.so.1").contains("shared object"),
+        "{classes}"
+    );
+    assert!(class("/usr/bin/tool").starts_with("ELF"), "{classes}");
+    assert!(class("/usr/bin/script").contains("script"), "{classes}");
+    let out_dir = d.join("signed");
+    fs::create_dir(&out_dir).unwrap();
+    let out = rv(&[
+        "sign",
+        "--key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--executables",
+        "--output-dir",
+        s(&out_dir),
+        s(&pkg),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = out_dir.join(pkg.file_name().unwrap());
+    let entries = rpm_signed_entries(&signed);
+    let got: Vec<(&str, bool)> = entries.iter().map(|(p, &b)| (p.as_str(), b)).collect();
+    assert_eq!(
+        got,
+        [
+            ("/usr/bin/script", true),
+            ("/usr/bin/tool", true),
+            ("/usr/lib64/libz.so.1", true),
+            ("/usr/libexec/helper.py", true),
+            ("/usr/share/exekinds", false),
+            ("/usr/share/exekinds/data.bin", false),
+            ("/usr/share/exekinds/notes.txt", false),
+            ("/usr/share/exekinds/run.txt", false),
+        ]
+    );
+    run(Command::new("rpm").arg("-K").arg(&signed));
+    // rpm's own reading of the signatures: four entries, each a PKCS#7 in base64.
+    let q = run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{VERITYSIGNATURES}\n]"])
+        .arg(&signed));
+    let sigs = String::from_utf8_lossy(&q.stdout).to_string();
+    // Every signature's first base64 line is the same (same structure, signer and lengths).
+    let first = sigs.lines().find(|l| !l.is_empty()).unwrap_or_default();
+    assert!(first.starts_with("MII"), "{sigs}");
+    assert_eq!(sigs.lines().filter(|l| *l == first).count(), 4, "{sigs}");
+    let out = rv(&["verify", "--cert", s(&cert), s(&signed)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let root = d.join("root");
+    verity_test_support::installed::install_into(&root, &[&signed]);
+    let q = run(Command::new("rpm").args([
+        "--root",
+        s(&root),
+        "--dbpath",
+        "/var/lib/rpm",
+        "-q",
+        "exekinds",
+    ]));
+    assert!(String::from_utf8_lossy(&q.stdout).starts_with("exekinds-1.0-1"));
+    let out = rv(&[
+        "enable",
+        "--root",
+        s(&root),
+        "--dry-run",
+        "--cert",
+        s(&cert),
+        "--json",
+        "--all",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["skipped"]["unsigned-by-policy"], 3, "{doc}");
+    let files: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "/usr/bin/script",
+            "/usr/bin/tool",
+            "/usr/lib64/libz.so.1",
+            "/usr/libexec/helper.py"
+        ],
+        "{doc}"
+    );
+}

@@ -231,6 +231,21 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
         assert!(why.contains("enabled without a signature"), "{name}: {why}");
     }
 
+    // Unmodified content enabled without a signature, no certificate configured: the
+    // certificate in the kernel keyring verifies the package's signature over its measured
+    // digest, so it is OK (and three.bin, still modified, is not).
+    let (st, why) = status_of("keyring-only-audit", "findings", 1);
+    assert!(st != "OK", "three.bin: {st} {why}");
+    let doc = s.json("keyring-only-audit", 1);
+    let conf = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/alpha-exec.conf")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(conf["status"], "OK", "{doc}");
+    s.rc("keyring-only-restore", 0);
+
     // --- between boots: overwrite block 5 of data.bin in the image ------------------------------
     let bmap = run(Command::new("debugfs")
         .arg("-R")

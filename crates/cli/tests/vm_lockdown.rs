@@ -19,6 +19,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support_vm::{make_cert, repo_root, Steps};
+use verity_test_support::installed::install_into;
+use verity_test_support::rpmbuild as rpmsupport;
 use verity_test_support::vm as support_vm;
 
 fn bin() -> &'static str {
@@ -180,6 +182,45 @@ fn setup() -> Setup {
     // A detached built-in signature is a PKCS#7 too, but carries no policy.
     fs::copy(data.join("signed.sig"), data.join("bad-detached.p7b")).unwrap();
 
+    // Two packages for `audit --lockdown` on the running system: "tools" signed with the
+    // file-signing key, "plain" unsigned; their rpmdb goes to the guest's /var/lib/rpm.
+    let build = t.join("build");
+    fs::create_dir_all(&build).unwrap();
+    let tools = rpmsupport::build_rpm_custom(
+        &build,
+        "tools",
+        "w9.gzdio",
+        "mkdir -p %{buildroot}/usr/sbin %{buildroot}/usr/libexec\n\
+         cp /usr/bin/true %{buildroot}/usr/sbin/tool\n\
+         printf '#!/bin/sh\\necho helper\\n' > %{buildroot}/usr/libexec/helper\n\
+         chmod 0755 %{buildroot}/usr/libexec/helper\n",
+        "/usr/sbin/tool\n/usr/libexec/helper\n",
+    );
+    let plain = rpmsupport::build_rpm_custom(
+        &build,
+        "plain",
+        "w9.gzdio",
+        "mkdir -p %{buildroot}/usr/sbin\ncp /usr/bin/true %{buildroot}/usr/sbin/plain-tool\n",
+        "/usr/sbin/plain-tool\n",
+    );
+    run(Command::new(bin())
+        .args(["sign", "--key"])
+        .arg(&files_key)
+        .arg("--cert")
+        .arg(&files_cert)
+        .arg(&tools));
+    let installed = t.join("installed");
+    install_into(&installed, &[&tools, &plain]);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(installed.join("usr"))
+        .arg(&root));
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(installed.join("var/lib/rpm"))
+        .arg(data.join("rpmdb")));
+    fs::copy("/usr/bin/true", root.join("usr/libexec/planted")).unwrap();
+
     let image = t.join("disk.img");
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
@@ -204,7 +245,9 @@ fn boot(s: &Setup, ovmf: Option<&Path>, phase: &str) -> Steps {
         .arg("--disk")
         .arg(&s.image)
         .arg("--file")
-        .arg(format!("{}:/lockdown", s.data.display()));
+        .arg(format!("{}:/lockdown", s.data.display()))
+        .arg("--file")
+        .arg(format!("{}:/var/lib/rpm", s.data.join("rpmdb").display()));
     if let Some(vars) = ovmf {
         cmd.arg("--ovmf").arg(vars);
     }
@@ -388,4 +431,66 @@ fn without_enrolment_no_policy_can_be_deployed() {
         "{out}"
     );
     assert!(steps.ok("state-after-apply").starts_with("policies=[]"));
+    // audit --lockdown, measured by the kernel: before `enable`, the signed package's program
+    // and script are refused for want of verity; after, only the unsigned package's program
+    // and the unowned files remain.
+    let refused = |v: &Value, pkg: &str| -> Vec<(String, String)> {
+        v["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["package"].as_str().unwrap().starts_with(pkg))
+            .flat_map(|p| p["files"].as_array().unwrap().clone())
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_string(),
+                    f["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = steps.json("audit-before-enable", 1);
+    assert_eq!(before["mode"], "measured");
+    let tools = refused(&before, "tools-");
+    assert_eq!(tools.len(), 2, "{tools:?}");
+    assert!(
+        tools
+            .iter()
+            .all(|(_, r)| r.contains("fs-verity is not enabled")),
+        "{tools:?}"
+    );
+    steps.ok("enable-tools");
+    let after = steps.json("audit-after-enable", 1);
+    assert_eq!(refused(&after, "tools-"), vec![]);
+    assert_eq!(
+        refused(&after, "plain-"),
+        vec![(
+            "/usr/sbin/plain-tool".to_string(),
+            "not signed: no fs-verity signature".to_string()
+        )]
+    );
+    let unowned: Vec<&str> = after["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(unowned.contains(&"/usr/libexec/planted"), "{unowned:?}");
+    assert!(
+        !unowned.iter().any(|p| p.starts_with("/usr/sbin/")),
+        "{unowned:?}"
+    );
+
+    let unmounted = json(&steps, "status-unmounted");
+    assert_eq!(unmounted["securityfs"], false);
+    assert!(
+        unmounted["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("securityfs is not mounted"),
+        "{unmounted}"
+    );
+    let out = steps.rc("apply-unmounted", 1);
+    assert!(out.contains("the policy signer is not enrolled"), "{out}");
+    assert!(steps.ok("lsm-remounted").contains("ipe"));
 }

@@ -12,7 +12,8 @@ use fsverity::{HashAlgorithm, Params};
 use rayon::prelude::*;
 use rpm_format::{Package, RewriteMode};
 use serde::Serialize;
-use verity_signing::{Certificate, KeyAlgorithm};
+use verity_signing::cert::EcCurve;
+use verity_signing::{Certificate, KeyAlgorithm, SignatureAlgorithm};
 
 use crate::sign::WriteMode;
 
@@ -35,15 +36,31 @@ Yzu5wByGj/UCIGeDeuPW5G58wEDOg0h+4+vtHmxhPpHRAGzz9MRmUbEO
 -----END CERTIFICATE-----
 ";
 
+/// The key types `report` can estimate for without a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa2048,
+    Rsa4096,
+    P256,
+    P384,
+}
+
 /// The length of every signature the report assumes, and where it comes from.
 #[derive(Clone, Debug, Serialize)]
 pub struct SignatureSize {
-    /// Bytes of one PKCS#7 signature (DER, before base64).
+    /// Bytes of one PKCS#7 signature (DER, before base64): exact for RSA, the longest possible
+    /// for ECDSA (what `sign` reserves in the layout).
     pub bytes: usize,
-    /// RSA modulus bits.
+    /// RSA modulus bits, or the EC curve's size.
     pub key_bits: usize,
+    /// "RSA-2048", "P-256", ...
+    pub key: String,
     /// Computed from the signing certificate (true) or from the representative one (false).
     pub exact: bool,
+    /// The growth is an upper bound, not the exact figure: ECDSA signatures vary in length
+    /// and `sign` lays out for the longest, so a package grows by at most the figure (it is
+    /// reached when `sign` rewrites the package, and in place the growth is zero anyway).
+    pub upper_bound: bool,
     /// What the figure is based on, for the reader.
     pub basis: String,
     #[serde(serialize_with = "ser_alg")]
@@ -54,76 +71,71 @@ fn ser_alg<S: serde::Serializer>(a: &HashAlgorithm, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(a.name())
 }
 
+fn key_name(alg: KeyAlgorithm, bits: usize) -> String {
+    match alg {
+        KeyAlgorithm::Rsa => format!("RSA-{bits}"),
+        KeyAlgorithm::Ec(_) => format!("P-{bits}"),
+    }
+}
+
 impl SignatureSize {
-    /// Exact: the length `LocalSigner::signature_len` gives for a key certified by `cert`
-    /// (every RSA PKCS#1 v1.5 signature is the modulus length, and the PKCS#7 around it names
-    /// the certificate's issuer and serial).
+    /// The length `LocalSigner::signature_len` gives for a key certified by `cert` (every RSA
+    /// PKCS#1 v1.5 signature is the modulus length; an ECDSA one at most its longest DER; the
+    /// PKCS#7 around it names the certificate's issuer and serial).
     pub fn for_certificate(cert: &Certificate, hash: HashAlgorithm) -> anyhow::Result<Self> {
-        if cert.key_algorithm() != KeyAlgorithm::Rsa {
-            bail!(
-                "only RSA certificates are supported: other keys make signatures of varying length"
-            );
-        }
-        let modulus = rsa_modulus_len(cert.public_key()).context("cannot read the RSA key")?;
+        let alg = cert.key_algorithm();
+        let bits = match alg {
+            KeyAlgorithm::Rsa => {
+                cert.max_signature_value_len()
+                    .context("cannot read the RSA key")?
+                    * 8
+            }
+            KeyAlgorithm::Ec(EcCurve::P256) => 256,
+            KeyAlgorithm::Ec(EcCurve::P384) => 384,
+            KeyAlgorithm::Ec(EcCurve::P521) => {
+                bail!("EC P-521 keys cannot sign here (only P-256 and P-384)")
+            }
+        };
+        let bytes = verity_signing::longest_signed_data_len(hash, cert)
+            .context("cannot compute the signature length")?;
         Ok(SignatureSize {
-            bytes: pkcs7_len(cert, modulus, hash)?,
-            key_bits: modulus * 8,
+            bytes,
+            key_bits: bits,
+            key: key_name(alg, bits),
             exact: true,
+            upper_bound: alg != KeyAlgorithm::Rsa,
             basis: format!("certificate {}", cert.subject()),
             hash,
         })
     }
 
-    /// An estimate for an RSA key of `bits` and a certificate like [`REPRESENTATIVE_CERT`].
-    pub fn estimate(bits: usize, hash: HashAlgorithm) -> anyhow::Result<Self> {
+    /// An estimate for a key of `key` type and a certificate like [`REPRESENTATIVE_CERT`].
+    pub fn estimate(key: KeyType, hash: HashAlgorithm) -> anyhow::Result<Self> {
         let cert = Certificate::parse(REPRESENTATIVE_CERT.as_bytes())?;
+        let (alg, bits, value_len) = match key {
+            KeyType::Rsa2048 => (KeyAlgorithm::Rsa, 2048, 256),
+            KeyType::Rsa4096 => (KeyAlgorithm::Rsa, 4096, 512),
+            KeyType::P256 => (KeyAlgorithm::Ec(EcCurve::P256), 256, 72),
+            KeyType::P384 => (KeyAlgorithm::Ec(EcCurve::P384), 384, 104),
+        };
+        let algorithm = match alg {
+            KeyAlgorithm::Rsa => SignatureAlgorithm::RsaPkcs1,
+            KeyAlgorithm::Ec(_) => SignatureAlgorithm::Ecdsa,
+        };
+        let dummy = vec![0u8; value_len];
+        let name = key_name(alg, bits);
         Ok(SignatureSize {
-            bytes: pkcs7_len(&cert, bits.div_ceil(8), hash)?,
+            bytes: verity_signing::signed_data(hash, algorithm, &cert, &dummy)?.len(),
             key_bits: bits,
+            key: name.clone(),
             exact: false,
+            upper_bound: alg != KeyAlgorithm::Rsa,
             basis: format!(
-                "estimate for RSA-{bits} and an issuer of 30 characters with a 20-byte serial"
+                "estimate for {name} and an issuer of 30 characters with a 20-byte serial"
             ),
             hash,
         })
     }
-}
-
-fn pkcs7_len(cert: &Certificate, modulus: usize, hash: HashAlgorithm) -> anyhow::Result<usize> {
-    let dummy = vec![0u8; modulus];
-    Ok(verity_signing::pkcs7::rsa_signed_data(hash, cert, &dummy)?.len())
-}
-
-/// Length in bytes of the modulus in an `RSAPublicKey` DER (`SEQUENCE { INTEGER n, INTEGER e }`),
-/// without the sign byte DER puts in front of a modulus whose top bit is set.
-fn rsa_modulus_len(der: &[u8]) -> Option<usize> {
-    fn tlv(d: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (&t, rest) = d.split_first()?;
-        let (&l, rest) = rest.split_first()?;
-        if t != tag {
-            return None;
-        }
-        let (len, rest) = if l < 0x80 {
-            (usize::from(l), rest)
-        } else {
-            let n = usize::from(l & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |a, &b| (a << 8) | usize::from(b));
-            (len, &rest[n..])
-        };
-        (rest.len() >= len).then(|| rest.split_at(len))
-    }
-    let (seq, _) = tlv(der, 0x30)?;
-    let (n, _) = tlv(seq, 0x02)?;
-    let n = match n.split_first() {
-        Some((0, rest)) => rest,
-        _ => n,
-    };
-    (!n.is_empty()).then_some(n.len())
 }
 
 /// Regular files by size: what decides the tree (none up to one block) and the signature's
@@ -386,24 +398,34 @@ mod tests {
     }
 
     #[test]
-    fn modulus_length() {
-        // SEQUENCE { INTEGER 0x00 0x80.. (3 bytes of modulus), INTEGER 3 }
-        let der = [
-            0x30, 0x08, 0x02, 0x04, 0x00, 0x80, 0x01, 0x02, 0x02, 0x01, 0x03,
-        ];
-        assert_eq!(rsa_modulus_len(&der), Some(3));
-        assert_eq!(rsa_modulus_len(&der[..5]), None);
-        assert_eq!(rsa_modulus_len(&[0x31, 0x00]), None);
-    }
-
-    #[test]
     fn estimate_names_the_representative_certificate() {
-        let e = SignatureSize::estimate(2048, HashAlgorithm::Sha256).unwrap();
+        let e = SignatureSize::estimate(KeyType::Rsa2048, HashAlgorithm::Sha256).unwrap();
         assert!(!e.exact);
         // ContentInfo + SignedData + one SignerInfo naming a 30-character CN and a 20-byte
         // serial, around 256 bytes of signature.
         assert!(e.bytes > 256 + 100 && e.bytes < 256 + 250, "{}", e.bytes);
-        let big = SignatureSize::estimate(4096, HashAlgorithm::Sha256).unwrap();
+        let big = SignatureSize::estimate(KeyType::Rsa4096, HashAlgorithm::Sha256).unwrap();
         assert_eq!(big.bytes, e.bytes + 256);
+        assert!(!e.upper_bound && !big.upper_bound);
+        // ECDSA: the RSA PKCS#7 minus the NULL parameters of rsaEncryption, with the longest
+        // DER ECDSA-Sig-Value (72 and 104 bytes) in place of the RSA value.
+        let p256 = SignatureSize::estimate(KeyType::P256, HashAlgorithm::Sha256).unwrap();
+        let p384 = SignatureSize::estimate(KeyType::P384, HashAlgorithm::Sha256).unwrap();
+        assert!(p256.upper_bound && p384.upper_bound);
+        assert_eq!((p256.key.as_str(), p384.key.as_str()), ("P-256", "P-384"));
+        // 32 more bytes of value; an enclosing DER length may cross 255 and take a byte more.
+        assert!(
+            (32..=35).contains(&(p384.bytes - p256.bytes)),
+            "{p256:?} {p384:?}"
+        );
+        // 184 bytes less of value, ecdsa-with-SHA256 3 bytes shorter than rsaEncryption with
+        // its NULL, and the signature's and up to 6 enclosing DER lengths a byte shorter each.
+        let less = e.bytes - p256.bytes;
+        assert!(
+            (184 + 3 + 1..=184 + 3 + 7).contains(&less),
+            "{} {}",
+            e.bytes,
+            p256.bytes
+        );
     }
 }

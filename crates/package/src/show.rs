@@ -62,7 +62,9 @@ pub struct ShownFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<&'static str>,
     /// `RSA-2048` (from the signature value's length: an RSA signature is as long as the
-    /// modulus) or `ECDSA`.
+    /// modulus) or `ECDSA P-256`/`P-384`/`P-521` (from the size of the integers r and s: they
+    /// are below the curve's order, and both fitting in fewer bytes than the curve's has odds
+    /// of 2^-128 or less; `ECDSA` when the value is not a valid `ECDSA-Sig-Value`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Bytes of the PKCS#7 signature (DER).
@@ -168,7 +170,10 @@ fn show_file(path: String, entry: Result<Option<Vec<u8>>, String>) -> ShownFile 
             f.hash = Some(p.digest_algorithm().name());
             f.key = Some(match p.signature_algorithm() {
                 SignatureAlgorithm::RsaPkcs1 => format!("RSA-{}", p.signature_value().len() * 8),
-                SignatureAlgorithm::Ecdsa => "ECDSA".to_string(),
+                SignatureAlgorithm::Ecdsa => match ecdsa_curve(p.signature_value()) {
+                    Some(curve) => format!("ECDSA {curve}"),
+                    None => "ECDSA".to_string(),
+                },
             });
         }
         Err(e) => {
@@ -177,6 +182,35 @@ fn show_file(path: String, entry: Result<Option<Vec<u8>>, String>) -> ShownFile 
         }
     }
     f
+}
+
+/// The curve of an ECDSA signature, from its DER `ECDSA-Sig-Value` (SEQUENCE of INTEGER r, s):
+/// the longer of r and s without its sign byte is the curve's size, give or take a leading
+/// zero byte or two (one in 2^128 signatures or fewer is shorter by a whole curve step).
+fn ecdsa_curve(value: &[u8]) -> Option<&'static str> {
+    fn tlv(d: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = d.split_first()?;
+        let (&l, rest) = rest.split_first()?;
+        let (len, rest) = match l {
+            0..=0x7f => (usize::from(l), rest),
+            0x81 => (usize::from(*rest.first()?), &rest[1..]),
+            _ => return None,
+        };
+        (t == tag && rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (seq, tail) = tlv(value, 0x30)?;
+    let (r, rest) = tlv(seq, 0x02)?;
+    let (s, rest) = tlv(rest, 0x02)?;
+    if !rest.is_empty() || !tail.is_empty() {
+        return None;
+    }
+    let unsigned = |i: &[u8]| i.iter().skip_while(|&&b| b == 0).count();
+    match unsigned(r).max(unsigned(s)) {
+        1..=32 => Some("P-256"),
+        33..=48 => Some("P-384"),
+        49..=66 => Some("P-521"),
+        _ => None,
+    }
 }
 
 fn tally(out: &mut ShownPackage) {
@@ -200,6 +234,37 @@ fn tally(out: &mut ShownPackage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sig_value(r: &[u8], s: &[u8]) -> Vec<u8> {
+        let mut body = vec![0x02, r.len() as u8];
+        body.extend_from_slice(r);
+        body.extend([0x02, s.len() as u8]);
+        body.extend_from_slice(s);
+        let mut v = vec![0x30];
+        if body.len() > 0x7f {
+            v.push(0x81);
+        }
+        v.push(body.len() as u8);
+        v.extend(body);
+        v
+    }
+
+    #[test]
+    fn ecdsa_curve_from_integer_sizes() {
+        // r with a sign byte, s a byte short: still the curve of the longer.
+        let v = |n: usize| sig_value(&[&[0u8][..], &vec![0x80; n]].concat(), &vec![0x7f; n - 1]);
+        assert_eq!(ecdsa_curve(&v(32)), Some("P-256"));
+        assert_eq!(ecdsa_curve(&v(48)), Some("P-384"));
+        assert_eq!(ecdsa_curve(&v(66)), Some("P-521"));
+        assert_eq!(ecdsa_curve(&v(80)), None);
+        // Trailing bytes, a third integer, or not a SEQUENCE: not an ECDSA-Sig-Value.
+        let mut trailing = v(32);
+        trailing.push(0);
+        assert_eq!(ecdsa_curve(&trailing), None);
+        assert_eq!(ecdsa_curve(&[0x31, 0x00]), None);
+        assert_eq!(ecdsa_curve(&[0x30, 0x06, 2, 1, 1, 2, 1, 1]), Some("P-256"));
+        assert_eq!(ecdsa_curve(&[0x30, 0x09, 2, 1, 1, 2, 1, 1, 2, 1, 1]), None);
+    }
 
     #[test]
     fn entries_without_a_signature() {

@@ -36,11 +36,10 @@ impl<R: Read + Send + 'static> Package<R> {
     pub fn into_payload_threaded(self, md5: bool) -> Result<(PackageHeaders, PayloadReader<R>)> {
         let compressor = self.compressor()?;
         let archive_size = self.archive_size()?;
+        let alt = self.uncompressed_digest()?;
         let (headers, raw) = self.into_raw_payload_with(md5)?;
-        Ok((
-            headers,
-            PayloadReader::threaded(compressor, raw, archive_size)?,
-        ))
+        let reader = PayloadReader::threaded(compressor, raw, archive_size)?;
+        Ok((headers, with_alt(reader, alt)?))
     }
 }
 
@@ -181,6 +180,15 @@ impl<R: Read> Package<R> {
         Ok(exp)
     }
 
+    /// PAYLOADDIGESTALT (digest of the uncompressed payload) with its algorithm, if present.
+    pub fn uncompressed_digest(&self) -> Result<Option<(u32, String)>> {
+        let Some(d) = self.main.get_string_array(tags::PAYLOADDIGESTALT)? else {
+            return Ok(None);
+        };
+        let algo = self.main.get_u32(tags::PAYLOADDIGESTALGO)?.unwrap_or(8);
+        Ok(d.into_iter().next().map(|first| (algo, first)))
+    }
+
     /// Uncompressed payload size recorded in the signature header (PAYLOADSIZE or
     /// LONGARCHIVESIZE).
     pub fn archive_size(&self) -> Result<Option<u64>> {
@@ -215,8 +223,10 @@ impl<R: Read> Package<R> {
     pub fn into_payload(self) -> Result<(PackageHeaders, PayloadReader<R>)> {
         let compressor = self.compressor()?;
         let archive_size = self.archive_size()?;
+        let alt = self.uncompressed_digest()?;
         let (headers, raw) = self.into_raw_payload()?;
-        Ok((headers, PayloadReader::new(compressor, raw, archive_size)?))
+        let reader = PayloadReader::new(compressor, raw, archive_size)?;
+        Ok((headers, with_alt(reader, alt)?))
     }
 
     pub fn into_parts(self) -> (PackageHeaders, R) {
@@ -255,5 +265,15 @@ impl PackageHeaders {
 
     pub fn files(&self) -> Result<FileList> {
         FileList::from_header(&self.main)
+    }
+}
+
+fn with_alt<R: Read>(
+    reader: PayloadReader<R>,
+    alt: Option<(u32, String)>,
+) -> Result<PayloadReader<R>> {
+    match alt {
+        Some((algo, hex)) => reader.with_uncompressed_digest(algo, &hex),
+        None => Ok(reader),
     }
 }

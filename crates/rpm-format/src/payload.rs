@@ -468,6 +468,13 @@ impl BufRead for ChunkReceiver {
     }
 }
 
+impl ChunkReceiver {
+    /// The bytes `fill_buf` returned and not yet consumed, without waiting for more.
+    fn buffered(&self) -> &[u8] {
+        &self.cur[self.pos..self.len]
+    }
+}
+
 impl Read for ChunkReceiver {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         read_buffered(self, buf)
@@ -568,11 +575,14 @@ enum Source<R: Read> {
     },
 }
 
-/// The decompressed payload; counts bytes for the PAYLOADSIZE check.
+/// The decompressed payload; counts bytes for the PAYLOADSIZE check and digests them for
+/// PAYLOADDIGESTALT.
 pub struct PayloadReader<R: Read> {
     source: Source<R>,
     uncompressed: u64,
     expected_uncompressed: Option<u64>,
+    /// PAYLOADDIGESTALT's hasher and the digest it must reach.
+    alt_digest: Option<(Box<dyn DynDigest + Send>, Vec<u8>)>,
 }
 
 /// Outcome of reading a whole payload.
@@ -581,6 +591,8 @@ pub struct PayloadSummary {
     pub compressor: Compressor,
     pub uncompressed_bytes: u64,
     pub checked_uncompressed_size: bool,
+    /// PAYLOADDIGESTALT (the uncompressed payload's digest) was present and matched.
+    pub checked_uncompressed_digest: bool,
     pub raw: PayloadReport,
 }
 
@@ -606,7 +618,21 @@ impl<R: Read> PayloadReader<R> {
             source: Source::Inline(Box::new(BufReader::with_capacity(CHUNK, decoder))),
             uncompressed: 0,
             expected_uncompressed,
+            alt_digest: None,
         })
+    }
+
+    /// Also checks the decompressed bytes against PAYLOADDIGESTALT (hex, with
+    /// PAYLOADDIGESTALGO). rpm writes it beside PAYLOADDIGEST; a payload whose compressed
+    /// bytes match but whose content does not can only come from a decoder disagreement, and
+    /// that is the content that gets signed.
+    pub fn with_uncompressed_digest(mut self, algo: u32, hex_digest: &str) -> Result<Self> {
+        let want = hex::decode(hex_digest.trim()).map_err(|_| Error::BadHeader {
+            what: "main header",
+            msg: format!("PAYLOADDIGESTALT {hex_digest:?} is not hex"),
+        })?;
+        self.alt_digest = Some((payload_hasher(algo)?, want));
+        Ok(self)
     }
 
     /// Decompressed bytes so far.
@@ -651,11 +677,26 @@ impl<R: Read> PayloadReader<R> {
         }
         let compressor = self.compressor();
         let uncompressed = self.uncompressed;
+        let alt = self.alt_digest.take();
+        // The compressed bytes' digests first: when they fail, that is the cause to name.
         let raw = self.raw_report()?;
+        let mut checked_digest = false;
+        if let Some((h, want)) = alt {
+            let got = h.finalize().to_vec();
+            if got != want {
+                return Err(Error::DigestMismatch {
+                    what: "uncompressed payload (PAYLOADDIGESTALT)",
+                    expected: hex::encode(want),
+                    actual: hex::encode(got),
+                });
+            }
+            checked_digest = true;
+        }
         Ok(PayloadSummary {
             compressor,
             uncompressed_bytes: uncompressed,
             checked_uncompressed_size: checked,
+            checked_uncompressed_digest: checked_digest,
             raw,
         })
     }
@@ -750,6 +791,7 @@ impl<R: Read + Send + 'static> PayloadReader<R> {
             },
             uncompressed: 0,
             expected_uncompressed,
+            alt_digest: None,
         })
     }
 }
@@ -800,6 +842,13 @@ impl<R: Read> BufRead for PayloadReader<R> {
 
     fn consume(&mut self, n: usize) {
         self.uncompressed += n as u64;
+        if let Some((h, _)) = &mut self.alt_digest {
+            let pending = match &self.source {
+                Source::Inline(d) => d.buffer(),
+                Source::Threaded { output, .. } => output.buffered(),
+            };
+            h.update(&pending[..n.min(pending.len())]);
+        }
         match &mut self.source {
             Source::Inline(d) => d.consume(n),
             Source::Threaded { output, .. } => output.consume(n),

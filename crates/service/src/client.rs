@@ -573,4 +573,11 @@ impl Signer for RemoteSigner {
     fn certificate_der(&self) -> &[u8] {
         self.cert.der()
     }
+
+    /// From the certificate, as the service's local signer computes it from the key: `sign`
+    /// then lays out an ECDSA-signed package the same way whether the key is here or remote
+    /// (the longest signature reserved), and needs no probe signature for RSA.
+    fn signature_len(&self, hash: fsverity::HashAlgorithm) -> Option<usize> {
+        verity_signing::longest_signed_data_len(hash, &self.cert)
+    }
 }

@@ -89,9 +89,26 @@ pub struct KeyList {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
+    /// The certificate of the key that signs now (the one every signature names).
     pub certificate_pem: String,
+    /// Every certificate of the name, with its validity: during a rotation, the old and the
+    /// new. Absent from services older than key rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateInfo>,
     pub hash_algorithms: Vec<String>,
     pub name: String,
+}
+
+/// One certificate of a key name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub certificate_pem: String,
+    /// RFC 3339 UTC; the certificate's validity narrowed by the service's configuration.
+    pub not_after: String,
+    pub not_before: String,
+    pub serial: String,
+    /// Whether this is the one signing now.
+    pub signing: bool,
 }
 
 /// Body of every refusal (4xx and 5xx).
@@ -127,6 +144,7 @@ mod tests {
         let k = KeyList {
             keys: vec![KeyInfo {
                 certificate_pem: "PEM".into(),
+                certificates: Vec::new(),
                 hash_algorithms: vec!["sha256".into(), "sha512".into()],
                 name: "k".into(),
             }],

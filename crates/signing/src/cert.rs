@@ -204,6 +204,13 @@ impl Certificate {
         hex::encode(&self.serial)
     }
 
+    /// notBefore and notAfter: when the certificate may be used to sign (the kernel does not
+    /// check them, so the signer must).
+    pub fn validity(&self) -> (std::time::SystemTime, std::time::SystemTime) {
+        let v = &self.x509.tbs_certificate.validity;
+        (v.not_before.to_system_time(), v.not_after.to_system_time())
+    }
+
     pub fn key_algorithm(&self) -> KeyAlgorithm {
         self.key_algorithm
     }
@@ -211,6 +218,23 @@ impl Certificate {
     /// `RSAPublicKey` DER (RSA) or the uncompressed EC point (EC).
     pub fn public_key(&self) -> &[u8] {
         &self.public_key
+    }
+
+    /// The longest signature value this certificate's key can make: the modulus length for RSA
+    /// (every PKCS#1 v1.5 signature has it), the longest DER `ECDSA-Sig-Value` for EC (two
+    /// INTEGERs of the curve's size plus a sign byte each; real ones are often a byte or two
+    /// shorter). What a layout made before signing must reserve. `None` when an RSA key cannot
+    /// be read.
+    pub fn max_signature_value_len(&self) -> Option<usize> {
+        match self.key_algorithm {
+            KeyAlgorithm::Rsa => rsa_modulus_len(&self.public_key),
+            // SEQUENCE (2 bytes of header) of two INTEGERs of 2 + 33 bytes.
+            KeyAlgorithm::Ec(EcCurve::P256) => Some(72),
+            // SEQUENCE (2 bytes) of two INTEGERs of 2 + 49 bytes.
+            KeyAlgorithm::Ec(EcCurve::P384) => Some(104),
+            // SEQUENCE with a long-form length (3 bytes) of two INTEGERs of 2 + 67 bytes.
+            KeyAlgorithm::Ec(EcCurve::P521) => Some(141),
+        }
     }
 
     pub fn spki_der(&self) -> &[u8] {
@@ -386,6 +410,38 @@ fn is_cert_label(label: &str) -> bool {
 pub(crate) fn name_to_string(name: &x509_cert::name::Name) -> String {
     let parts: Vec<String> = name.0.iter().map(|rdn| rdn.to_string()).collect();
     parts.join(", ")
+}
+
+/// Length in bytes of the modulus in an `RSAPublicKey` DER (`SEQUENCE { INTEGER n, INTEGER e }`),
+/// without the sign byte DER puts in front of a modulus whose top bit is set.
+pub(crate) fn rsa_modulus_len(der_bytes: &[u8]) -> Option<usize> {
+    fn tlv(d: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = d.split_first()?;
+        let (&l, rest) = rest.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (len, rest) = if l < 0x80 {
+            (usize::from(l), rest)
+        } else {
+            let n = usize::from(l & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (seq, _) = tlv(der_bytes, 0x30)?;
+    let (n, _) = tlv(seq, 0x02)?;
+    let n = match n.split_first() {
+        Some((0, rest)) => rest,
+        _ => n,
+    };
+    (!n.is_empty()).then_some(n.len())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
 use crate::cert::{Certificate, EcCurve, KeyAlgorithm};
 use crate::pem;
+use crate::pkcs11::TokenKeyKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -46,6 +47,8 @@ pub enum KeyError {
     InvalidEncrypted(String),
     #[error("signing failed")]
     SignFailed,
+    #[error("{0}")]
+    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
 }
 
 /// Environment variable holding the passphrase of an encrypted key when no passphrase file is
@@ -101,12 +104,15 @@ enum Inner {
     /// The key and its public point, uncompressed (as certificates carry it).
     P256(p256::ecdsa::SigningKey, Vec<u8>),
     P384(p384::ecdsa::SigningKey, Vec<u8>),
+    /// On a PKCS#11 token: only a handle here.
+    Token(crate::pkcs11::Pkcs11Key),
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.inner {
+        match &self.inner {
             Inner::Rsa(_) => write!(f, "SigningKey(RSA-{})", self.bits()),
+            Inner::Token(k) => write!(f, "SigningKey(PKCS#11 {k:?})"),
             _ => write!(f, "SigningKey(EC P-{})", self.bits()),
         }
     }
@@ -157,6 +163,14 @@ fn ec_curve_name(info: &pkcs8::PrivateKeyInfo<'_>) -> String {
 }
 
 impl SigningKey {
+    /// The key on a PKCS#11 token that `uri` names (see [`crate::pkcs11`]); `pin` is used when
+    /// the URI has no `pin-source`, `sessions` is how many threads will sign at once.
+    pub fn from_pkcs11(uri: &str, pin: Option<&[u8]>, sessions: usize) -> Result<Self, KeyError> {
+        Ok(Self {
+            inner: Inner::Token(crate::pkcs11::Pkcs11Key::open(uri, pin, sessions)?),
+        })
+    }
+
     /// Loads the first private key in a PEM file (certificate blocks are skipped, so a combined
     /// key + certificate file works). A DER PKCS#8 or PKCS#1 key is accepted too.
     /// `passphrase` is only used for an encrypted key.
@@ -283,6 +297,11 @@ impl SigningKey {
             Inner::Rsa(k) => k.public_modulus_len() * 8,
             Inner::P256(..) => 256,
             Inner::P384(..) => 384,
+            Inner::Token(k) => match k.kind {
+                TokenKeyKind::Rsa(n) => n * 8,
+                TokenKeyKind::Ec(EcCurve::P256) => 256,
+                TokenKeyKind::Ec(_) => 384,
+            },
         }
     }
 
@@ -294,12 +313,21 @@ impl SigningKey {
             Inner::Rsa(k) => k.public_modulus_len(),
             Inner::P256(..) => 72,
             Inner::P384(..) => 104,
+            Inner::Token(k) => match k.kind {
+                TokenKeyKind::Rsa(n) => n,
+                TokenKeyKind::Ec(EcCurve::P256) => 72,
+                TokenKeyKind::Ec(_) => 104,
+            },
         }
     }
 
     /// Whether every signature has the same length (RSA) or not (ECDSA).
     pub fn fixed_signature_len(&self) -> bool {
-        matches!(self.inner, Inner::Rsa(_))
+        match &self.inner {
+            Inner::Rsa(_) => true,
+            Inner::Token(k) => matches!(k.kind, TokenKeyKind::Rsa(_)),
+            _ => false,
+        }
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -307,6 +335,10 @@ impl SigningKey {
             Inner::Rsa(_) => KeyAlgorithm::Rsa,
             Inner::P256(..) => KeyAlgorithm::Ec(EcCurve::P256),
             Inner::P384(..) => KeyAlgorithm::Ec(EcCurve::P384),
+            Inner::Token(k) => match k.kind {
+                TokenKeyKind::Rsa(_) => KeyAlgorithm::Rsa,
+                TokenKeyKind::Ec(c) => KeyAlgorithm::Ec(c),
+            },
         }
     }
 
@@ -316,6 +348,7 @@ impl SigningKey {
         match &self.inner {
             Inner::Rsa(k) => k.public_key().as_ref(),
             Inner::P256(_, point) | Inner::P384(_, point) => point,
+            Inner::Token(k) => &k.public,
         }
     }
 
@@ -331,7 +364,28 @@ impl SigningKey {
                 .is_ok_and(|p| p == p256::PublicKey::from(k.verifying_key())),
             Inner::P384(k, _) => p384::PublicKey::from_sec1_bytes(cert.public_key())
                 .is_ok_and(|p| p == p384::PublicKey::from(k.verifying_key())),
+            // The token may not show the public half (EC private key objects lack it), and
+            // showing it proves nothing about the key that signs: sign and check instead.
+            Inner::Token(_) => self.signs_for(cert),
         }
+    }
+
+    /// Whether a signature made now verifies with `cert`'s public key.
+    fn signs_for(&self, cert: &Certificate) -> bool {
+        use aws_lc_rs::signature::{self, UnparsedPublicKey};
+        let msg = b"rpm-verity: does this key match its certificate?";
+        let Ok(sig) = self.sign(HashAlgorithm::Sha256, msg) else {
+            return false;
+        };
+        let alg: &'static dyn signature::VerificationAlgorithm = match cert.key_algorithm() {
+            KeyAlgorithm::Rsa => &signature::RSA_PKCS1_2048_8192_SHA256,
+            KeyAlgorithm::Ec(EcCurve::P256) => &signature::ECDSA_P256_SHA256_ASN1,
+            KeyAlgorithm::Ec(EcCurve::P384) => &signature::ECDSA_P384_SHA256_ASN1,
+            KeyAlgorithm::Ec(EcCurve::P521) => return false,
+        };
+        UnparsedPublicKey::new(alg, cert.public_key())
+            .verify(msg, &sig)
+            .is_ok()
     }
 
     /// The signature value of `message` hashed with `hash`, as OpenSSL's PKCS7_sign makes it
@@ -371,6 +425,7 @@ impl SigningKey {
                     .map_err(|_| KeyError::SignFailed)?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
+            Inner::Token(k) => Ok(k.sign(hash, message)?),
         }
     }
 }

@@ -10,6 +10,7 @@ mod distinct;
 pub mod key;
 mod local;
 pub mod pem;
+pub mod pkcs11;
 pub mod pkcs7;
 pub mod verify;
 
@@ -20,9 +21,11 @@ pub use cert_file::{
 pub use distinct::DistinctDigests;
 pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
+pub use pkcs11::{is_pkcs11_uri, Pkcs11Error, Pkcs11Key, Pkcs11Uri, PKCS11_MODULE_ENV};
 pub use pkcs7::{
-    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, signed_data, BuildError,
-    DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm, SignerId,
+    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, longest_signed_data_len,
+    signed_data, BuildError, DigestAlgorithm, ParseError, Pkcs7Signature, SignatureAlgorithm,
+    SignerId,
 };
 pub use verify::{verify_signature, VerifyError};
 

@@ -36,6 +36,8 @@ pub enum LoadError {
     Cert { path: PathBuf, error: CertError },
     #[error("key {key} does not match certificate {cert}")]
     Mismatch { key: PathBuf, cert: PathBuf },
+    #[error("key {key}: a key on a PKCS#11 token needs its certificate given as a file (--cert, or cert = in the config)")]
+    NoCertForToken { key: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +90,20 @@ impl LocalSigner {
     /// Loads the key (PEM; `passphrase` for an encrypted one) and the certificate (PEM or DER)
     /// from files. Without `cert_path` the certificate is read from the key file, like
     /// `fsverity sign` does. Errors name the file.
+    ///
+    /// A `key_path` that is a `pkcs11:` URI names a key on a token instead; `passphrase` is then
+    /// its PIN unless the URI has a `pin-source`.
     pub fn load(
         key_path: &Path,
         cert_path: Option<&Path>,
         passphrase: Option<&[u8]>,
     ) -> Result<Self, LoadError> {
+        if let Some(uri) = key_path.to_str().filter(|k| crate::is_pkcs11_uri(k)) {
+            let cert_path = cert_path.ok_or_else(|| LoadError::NoCertForToken {
+                key: key_path.to_path_buf(),
+            })?;
+            return Self::load_token(uri, cert_path, passphrase);
+        }
         let key_data = read_bounded(key_path)?;
         let key = SigningKey::from_pem(&key_data, passphrase).map_err(|error| LoadError::Key {
             path: key_path.to_path_buf(),
@@ -110,6 +121,26 @@ impl LocalSigner {
         })?;
         Self::new(key, cert).map_err(|_| LoadError::Mismatch {
             key: key_path.to_path_buf(),
+            cert: cert_path.to_path_buf(),
+        })
+    }
+
+    fn load_token(uri: &str, cert_path: &Path, pin: Option<&[u8]>) -> Result<Self, LoadError> {
+        // The certificate first: it is the cheaper mistake to find.
+        let cert_data = read_bounded(cert_path)?;
+        let cert = Certificate::parse(&cert_data).map_err(|error| LoadError::Cert {
+            path: cert_path.to_path_buf(),
+            error,
+        })?;
+        let name = PathBuf::from(uri.split('?').next().unwrap_or(uri));
+        let sessions = rayon::current_num_threads()
+            .max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let key = SigningKey::from_pkcs11(uri, pin, sessions).map_err(|error| LoadError::Key {
+            path: name.clone(),
+            error,
+        })?;
+        Self::new(key, cert).map_err(|_| LoadError::Mismatch {
+            key: name,
             cert: cert_path.to_path_buf(),
         })
     }

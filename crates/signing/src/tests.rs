@@ -587,3 +587,28 @@ fn ecdsa_keys_sign_deterministically_and_verify() {
         Err(LoadError::Mismatch { .. })
     ));
 }
+
+#[test]
+fn attached_signature_carries_its_content_and_parses_only_as_attached() {
+    let signer = test_signer();
+    let content = b"policy_name=x policy_version=0.0.1\nDEFAULT action=ALLOW\n";
+    let der = signer.sign_attached(content).unwrap();
+    let (parsed, got) = Pkcs7Signature::from_der_attached(&der).unwrap();
+    assert_eq!(got, content);
+    assert!(parsed.signer().matches(signer.certificate()));
+    assert_eq!(parsed.digest_algorithm(), crate::DigestAlgorithm::Sha256);
+    // The signature is over the content itself (no signed attributes).
+    let expected = signer
+        .key()
+        .sign(fsverity::HashAlgorithm::Sha256, content)
+        .unwrap();
+    assert_eq!(parsed.signature_value(), &expected[..]);
+    let e = Pkcs7Signature::from_der(&der).unwrap_err();
+    assert!(e.to_string().contains("embeds content"), "{e}");
+    let e = Pkcs7Signature::from_der_attached(FILE_SIG).unwrap_err();
+    assert!(e.to_string().contains("detached"), "{e}");
+    // Every truncation is refused, never misread.
+    for n in 0..der.len() {
+        assert!(Pkcs7Signature::from_der_attached(&der[..n]).is_err(), "{n}");
+    }
+}

@@ -158,6 +158,7 @@ impl AuditContext<'_> {
             certs: &self.sys.trusted.certs,
             kernel_checks_signatures: self.opts.kernel_checks_signatures,
             sig_owner: &self.sig_owner,
+            kernel_keys: &crate::check::keyring_vouches,
         }
     }
 }
@@ -293,10 +294,15 @@ fn open_failure(e: ResolveError, sig: &[u8]) -> Outcome {
                 check::signer_of(sig)
             ),
         ),
-        ResolveError::Verity(OpenError::SignatureRejected) => Outcome::because(
-            Status::Modified,
-            "the kernel rejects the file's stored signature on open",
-        ),
+        ResolveError::Verity(OpenError::SignatureRejected) => {
+            match crate::probe::ecdsa_rejection(sig) {
+                Some(why) => Outcome::because(Status::Error, why),
+                None => Outcome::because(
+                    Status::Modified,
+                    "the kernel rejects the file's stored signature on open",
+                ),
+            }
+        }
         e @ (ResolveError::Symlink | ResolveError::NotRegular) => {
             Outcome::because(Status::Modified, e.to_string())
         }

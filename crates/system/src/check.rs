@@ -156,6 +156,43 @@ pub struct Trust<'a> {
     pub kernel_checks_signatures: bool,
     /// Signature bytes → the installed file that carries them.
     pub sig_owner: &'a HashMap<&'a [u8], String>,
+    /// Certificates only the kernel holds: whether one of them verifies a package signature
+    /// over a measured digest (the key's description if so). [`keyring_vouches`] on a real
+    /// system; tests pass their own.
+    pub kernel_keys: &'a (dyn Fn(&[u8], &fsverity::FileDigest) -> Option<String> + Sync),
+}
+
+/// Checks a package signature over `digest` with each certificate in the `.fs-verity`
+/// keyring, in the kernel (KEYCTL_PKEY_VERIFY): the certificates `keyring load` put there at
+/// boot count even when none is configured for user space, and the kernel's answer does not
+/// depend on CONFIG_FS_VERITY_BUILTIN_SIGNATURES or on the file carrying a signature.
+pub fn keyring_vouches(sig: &[u8], digest: &fsverity::FileDigest) -> Option<String> {
+    use verity_signing::SignatureAlgorithm;
+    let p = verity_signing::Pkcs7Signature::parse(sig).ok()?;
+    let encoding = match p.signature_algorithm() {
+        SignatureAlgorithm::RsaPkcs1 => "pkcs1",
+        SignatureAlgorithm::Ecdsa => "x962",
+    };
+    let message_digest = p.message_digest_for(digest);
+    let keys = fsverity::linux::list_keyring().ok()?;
+    keys.iter()
+        .filter(|k| k.key_type == "asymmetric")
+        .find(|k| {
+            fsverity::linux::pkey_verify(
+                k.id,
+                encoding,
+                p.digest_algorithm().name(),
+                &message_digest,
+                p.signature_value(),
+            )
+            .unwrap_or(false)
+        })
+        .map(|k| k.description.clone())
+}
+
+/// No kernel keyring (tests, or a root that is not the running system's).
+pub fn no_kernel_keys(_: &[u8], _: &fsverity::FileDigest) -> Option<String> {
+    None
 }
 
 /// The verdict on a verity file from its measured digest (FS_IOC_MEASURE_VERITY), the
@@ -188,6 +225,9 @@ pub fn verity_verdict(
             None => VerityVerdict::Modified(digest),
         },
         ContentCheck::Unverifiable(why) => {
+            if (trust.kernel_keys)(expected, measured).is_some() {
+                return VerityVerdict::Good(digest);
+            }
             if trust.kernel_checks_signatures && stored == Some(expected) {
                 return VerityVerdict::Good(digest);
             }
@@ -279,6 +319,7 @@ mod tests {
             certs,
             kernel_checks_signatures: kernel,
             sig_owner: &owners,
+            kernel_keys: &no_kernel_keys,
         };
         let verdict = |measured: &FileDigest, stored: Option<&[u8]>, t: &Trust| {
             verity_verdict(measured, stored, &sig, "/usr/bin/a", t)
@@ -334,6 +375,25 @@ mod tests {
         );
         let v = verdict(&other, Some(&other_sig), &trust(&[], false));
         assert!(matches!(v, VerityVerdict::Unverifiable(..)), "{v:?}");
+        // A certificate only the kernel holds vouches for the signed digest, whatever is
+        // stored and whatever the kernel enforces; it cannot make another digest good.
+        let keyring = |sig: &[u8], d: &FileDigest| {
+            verity_signing::verify_signature(sig, d, &certs)
+                .ok()
+                .map(|c| c.subject().to_string())
+        };
+        for (stored, kernel) in [(None, false), (Some(sig.as_slice()), false), (None, true)] {
+            let t = Trust {
+                kernel_keys: &keyring,
+                ..trust(&[], kernel)
+            };
+            assert_eq!(
+                verdict(&signed, stored, &t),
+                VerityVerdict::Good(signed.clone())
+            );
+            let v = verdict(&tampered, stored, &t);
+            assert!(matches!(v, VerityVerdict::Unverifiable(..)), "{v:?}");
+        }
         // ... and merely modified when that signature does not fit the content either.
         let v = verdict(&tampered, Some(&other_sig), &trust(&certs, false));
         assert_eq!(v, VerityVerdict::Modified(tampered.clone()));

@@ -240,6 +240,7 @@ impl EnableContext<'_> {
             certs: &self.sys.trusted.certs,
             kernel_checks_signatures: self.kernel_checks_signatures,
             sig_owner: &self.sig_owner,
+            kernel_keys: &crate::check::keyring_vouches,
         }
     }
 }
@@ -368,7 +369,7 @@ fn enable_one(ctx: &EnableContext, job: &FileJob) -> Outcome {
             userspace(ctx, file, job, &signer)
         }
         Err(e) if e.is_unsupported() => unsupported_fs(ctx, dev, job.path, &e),
-        Err(e) => enable_failure(e),
+        Err(e) => enable_failure(e, job.sig),
     }
 }
 
@@ -503,12 +504,15 @@ fn unsupported_fs(ctx: &EnableContext, dev: u64, path: &str, e: &EnableError) ->
     Outcome::new(Status::Unsupported)
 }
 
-fn enable_failure(e: EnableError) -> Outcome {
+fn enable_failure(e: EnableError, sig: &[u8]) -> Outcome {
     match e {
-        EnableError::SignatureRejected => Outcome::because(
-            Status::Modified,
-            "content does not match the package's signature (EKEYREJECTED); left unchanged",
-        ),
+        EnableError::SignatureRejected => match crate::probe::ecdsa_rejection(sig) {
+            Some(why) => Outcome::because(Status::Error, why),
+            None => Outcome::because(
+                Status::Modified,
+                "content does not match the package's signature (EKEYREJECTED); left unchanged",
+            ),
+        },
         EnableError::FileBusy => Outcome::because(
             Status::Busy,
             "open for writing by some process (ETXTBSY) after 1 s of retries",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use fsverity::linux::{self, KernelSupport, KeySerial, KeyringError, KeyringKey, SysctlError};
 use serde::Serialize;
-use verity_signing::{CertFileError, Certificate};
+use verity_signing::{CertFileError, Certificate, KeyAlgorithm};
 
 use crate::certs::unusable_reason;
 use crate::outcome::named_enum;
@@ -32,6 +32,10 @@ pub enum KeyringAccessError {
     NotRoot,
     #[error("not permitted to use the .fs-verity keyring: run this as root")]
     NotPermitted,
+    /// An EC certificate the kernel cannot use: add_key said the algorithm is missing, or
+    /// the kernel is known to lack ECDSA.
+    #[error("{}", crate::probe::NO_ECDSA)]
+    EcdsaUnavailable,
     #[error("{0}")]
     Kernel(KeyringError),
 }
@@ -146,6 +150,13 @@ pub struct LoadEntry {
     pub key_id: Option<KeySerial>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `RSA`, `EC P-256`, ... (none for a file that is not a certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'static str>,
+    /// Loaded, but of no use on this kernel (an EC certificate the kernel took without being
+    /// able to verify ECDSA signatures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl LoadEntry {
@@ -159,6 +170,8 @@ impl LoadEntry {
             description: None,
             key_id: None,
             reason: Some(reason),
+            key: None,
+            warning: None,
         }
     }
 
@@ -172,6 +185,8 @@ impl LoadEntry {
             description: Some(c.kernel_key_description()),
             key_id: None,
             reason: None,
+            key: Some(crate::probe::key_name(c.key_algorithm())),
+            warning: None,
         }
     }
 }
@@ -184,6 +199,8 @@ pub struct LoadReport {
     pub already_loaded: usize,
     pub skipped: usize,
     pub errors: usize,
+    /// Certificates loaded that the kernel cannot use.
+    pub warnings: usize,
 }
 
 /// A certificate file read for loading: its certificates, or why it has none.
@@ -221,11 +238,12 @@ pub fn load(files: &[SourceFile], from_dir: bool) -> Result<LoadReport, KeyringA
         .map(|k| (k.description, k.id))
         .collect();
     let mut entries = Vec::new();
+    let ecdsa = crate::probe::kernel_status().ecdsa;
     for f in files {
         match &f.certs {
             Ok(certs) => {
                 for c in certs {
-                    entries.push(load_one(keyring, &mut present, &f.path, c));
+                    entries.push(load_one(keyring, &mut present, &f.path, c, ecdsa));
                 }
             }
             Err(reason) => {
@@ -245,6 +263,7 @@ pub fn load(files: &[SourceFile], from_dir: bool) -> Result<LoadReport, KeyringA
         already_loaded: count(LoadStatus::AlreadyLoaded),
         skipped: count(LoadStatus::Skipped),
         errors: count(LoadStatus::Error),
+        warnings: entries.iter().filter(|e| e.warning.is_some()).count(),
         entries,
     })
 }
@@ -254,8 +273,13 @@ fn load_one(
     present: &mut Vec<(String, KeySerial)>,
     path: &Path,
     c: &Certificate,
+    ecdsa: Option<bool>,
 ) -> LoadEntry {
     let mut e = LoadEntry::certificate(path, c);
+    let ec = matches!(c.key_algorithm(), KeyAlgorithm::Ec(_));
+    if ec && ecdsa == Some(false) {
+        e.warning = Some(format!("loaded, but {}", crate::probe::NO_ECDSA));
+    }
     if let Some((_, id)) = present
         .iter()
         .find(|(d, _)| Some(d) == e.description.as_ref())
@@ -274,7 +298,15 @@ fn load_one(
         }
         Err(err) => {
             e.status = LoadStatus::Error;
-            e.reason = Some(KeyringAccessError::from_kernel(err).to_string());
+            e.warning = None;
+            let err = match err {
+                KeyringError::AlgorithmUnavailable if ec => KeyringAccessError::EcdsaUnavailable,
+                KeyringError::BadCertificate if ec && ecdsa == Some(false) => {
+                    KeyringAccessError::EcdsaUnavailable
+                }
+                err => KeyringAccessError::from_kernel(err),
+            };
+            e.reason = Some(err.to_string());
         }
     }
     e

@@ -11,6 +11,8 @@ use std::path::Path;
 use anyhow::Context;
 use fsverity::linux::{self, EnableError};
 use serde::Serialize;
+use verity_signing::cert::EcCurve;
+use verity_signing::KeyAlgorithm;
 
 use crate::outcome::named_enum;
 
@@ -25,6 +27,11 @@ pub struct KernelStatus {
     pub require_signatures: Option<bool>,
     /// /sys/fs/ext4/features/verity; None when ext4 is not loaded.
     pub ext4_verity: Option<bool>,
+    /// Whether the kernel can verify ECDSA signatures (CONFIG_CRYPTO_ECDSA): Debian's 6.12
+    /// can, 6.1 cannot, and there an EC certificate cannot be loaded or, issued by an RSA CA,
+    /// loads and then every signature made with its key is rejected. None when it cannot be
+    /// told.
+    pub ecdsa: Option<bool>,
 }
 
 pub fn kernel_status() -> KernelStatus {
@@ -35,14 +42,102 @@ pub fn kernel_status() -> KernelStatus {
     let config = release
         .as_ref()
         .and_then(|r| fs::read_to_string(format!("/boot/config-{r}")).ok());
+    let ecdsa = ecdsa_support(release.as_deref(), config.as_deref());
     KernelStatus {
         release,
+        ecdsa,
         fs_verity: fs_verity_compiled_in(&s, config.as_deref()),
         builtin_signatures: s.builtin_signatures,
         keyring_present: s.keyring.is_some(),
         require_signatures: s.require_signatures,
         ext4_verity: s.ext4_verity,
     }
+}
+
+/// Why EC certificates are of no use on a kernel without ECDSA, in the user's words.
+pub const NO_ECDSA: &str = "this kernel cannot verify ECDSA signatures (it was built without \
+     CONFIG_CRYPTO_ECDSA, as Debian's 6.1 kernels are; Debian's 6.12 has it): an EC \
+     certificate cannot be added to the .fs-verity keyring, or, issued by an RSA CA, is added \
+     and then every signature made with its key is refused (EKEYREJECTED) as if it were wrong; \
+     sign with an RSA key for this kernel, or boot one with ECDSA";
+
+/// How `status` and `keyring load` name a certificate's key.
+pub fn key_name(alg: KeyAlgorithm) -> &'static str {
+    match alg {
+        KeyAlgorithm::Rsa => "RSA",
+        KeyAlgorithm::Ec(EcCurve::P256) => "EC P-256",
+        KeyAlgorithm::Ec(EcCurve::P384) => "EC P-384",
+        KeyAlgorithm::Ec(EcCurve::P521) => "EC P-521",
+    }
+}
+
+/// [`KernelStatus::ecdsa`] of the running kernel, probed once: enable and audit ask on every
+/// rejected signature, and the kernel does not change under them.
+pub fn kernel_ecdsa() -> Option<bool> {
+    static ECDSA: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *ECDSA.get_or_init(|| kernel_status().ecdsa)
+}
+
+/// Why the kernel refused a signature with EKEYREJECTED, when it is not the file's content: an
+/// ECDSA signature on a kernel that cannot verify ECDSA (its EC certificate, issued by an RSA
+/// CA, did load). `None` when the refusal means what it says.
+pub fn ecdsa_rejection(sig: &[u8]) -> Option<String> {
+    let ecdsa = verity_signing::Pkcs7Signature::from_der(sig)
+        .is_ok_and(|p| p.signature_algorithm() == verity_signing::SignatureAlgorithm::Ecdsa);
+    (ecdsa && kernel_ecdsa() == Some(false)).then(|| {
+        format!(
+            "the kernel refused the file's ECDSA signature (EKEYREJECTED), which says nothing \
+             about the file: {}",
+            NO_ECDSA
+        )
+    })
+}
+
+/// ECDSA from what the running kernel shows: registered algorithms in /proc/crypto, else the
+/// kernel config, else the modules directory (a module the crypto API would load on demand).
+fn ecdsa_support(release: Option<&str>, config: Option<&str>) -> Option<bool> {
+    let crypto = fs::read_to_string("/proc/crypto").ok();
+    let modules = release.map(|r| Path::new("/lib/modules").join(r));
+    let module = modules.as_deref().filter(|m| m.is_dir()).map(|m| {
+        let builtin = fs::read_to_string(m.join("modules.builtin")).unwrap_or_default();
+        // Installed kernels keep it in kernel/crypto/; a flat directory (an initramfs) at the top.
+        let file = [m.join("kernel/crypto"), m.to_path_buf()]
+            .iter()
+            .any(|dir| {
+                fs::read_dir(dir).is_ok_and(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| e.file_name().to_string_lossy().starts_with("ecdsa"))
+                })
+            });
+        file || builtin.contains("crypto/ecdsa")
+    });
+    ecdsa_from(crypto.as_deref(), config, module)
+}
+
+/// The decision of [`ecdsa_support`], apart from the files: `module` is whether the modules
+/// directory has ECDSA (None when there is no modules directory).
+fn ecdsa_from(crypto: Option<&str>, config: Option<&str>, module: Option<bool>) -> Option<bool> {
+    let registered = crypto.is_some_and(|c| {
+        c.lines().any(|l| {
+            (l.starts_with("name") || l.starts_with("driver")) && l.contains(": ecdsa-nist-p")
+        })
+    });
+    if registered {
+        return Some(true);
+    }
+    let from_config = config.and_then(|c| {
+        c.lines().find_map(|l| match l.trim() {
+            "CONFIG_CRYPTO_ECDSA=y" | "CONFIG_CRYPTO_ECDSA=m" => Some(true),
+            "# CONFIG_CRYPTO_ECDSA is not set" => Some(false),
+            _ => None,
+        })
+    });
+    from_config.or(match module {
+        Some(true) => Some(true),
+        // Not registered and no module to load: only if /proc/crypto could be read at all.
+        Some(false) if crypto.is_some() => Some(false),
+        _ => None,
+    })
 }
 
 /// The sysctl directory and ext4's feature file only exist with CONFIG_FS_VERITY, so either
@@ -313,6 +408,33 @@ fn file_verity(file: &fs::File, st: &mut PathStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecdsa_from_crypto_config_and_modules() {
+        let p256 = "name         : ecdsa-nist-p256\ndriver       : ecdsa-nist-p256-generic\n";
+        let rsa = "name         : pkcs1pad(rsa-generic,sha256)\ndriver       : rsa-generic\n";
+        let not_set = "CONFIG_CRYPTO_RSA=y\n# CONFIG_CRYPTO_ECDSA is not set\n";
+        assert_eq!(ecdsa_from(Some(p256), None, None), Some(true));
+        assert_eq!(
+            ecdsa_from(Some(p256), Some(not_set), Some(false)),
+            Some(true)
+        );
+        // 6.1: the config says it outright, or nothing registered and no module to load.
+        assert_eq!(
+            ecdsa_from(Some(rsa), Some(not_set), Some(true)),
+            Some(false)
+        );
+        assert_eq!(ecdsa_from(Some(rsa), None, Some(false)), Some(false));
+        // A module the crypto API loads on first use.
+        assert_eq!(
+            ecdsa_from(Some(rsa), Some("CONFIG_CRYPTO_ECDSA=m\n"), None),
+            Some(true)
+        );
+        assert_eq!(ecdsa_from(Some(rsa), None, Some(true)), Some(true));
+        // Nothing to go by.
+        assert_eq!(ecdsa_from(Some(rsa), None, None), None);
+        assert_eq!(ecdsa_from(None, None, Some(false)), None);
+    }
 
     #[test]
     fn mountinfo_escapes() {

@@ -60,6 +60,8 @@ pub struct CertStatus {
     pub issuer: String,
     pub serial: String,
     pub description: Option<String>,
+    /// The certificate's key: `RSA`, `EC P-256`, `EC P-384`, `EC P-521`.
+    pub key: String,
     /// None when the keyring could not be read.
     pub loaded: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,6 +172,7 @@ pub fn cert_dir_status(dir: &Path, keyring: &KeyringStatus) -> CertDirStatus {
                 issuer: c.issuer().to_string(),
                 serial: c.serial_hex(),
                 description: Some(description),
+                key: probe::key_name(c.key_algorithm()).to_string(),
                 loaded: readable.then_some(key.is_some()),
                 key_id: key.map(|k| k.id),
             });
@@ -210,6 +213,18 @@ fn problems(
             c.path, c.subject
         ));
     }
+    if kernel.ecdsa == Some(false) {
+        for c in certs.certs.iter().filter(|c| c.key.starts_with("EC")) {
+            problems.push(format!(
+                "certificate {} ({}) has an {} key, but {}: its files cannot be \
+                 protected on this kernel",
+                c.path,
+                c.subject,
+                c.key,
+                probe::NO_ECDSA
+            ));
+        }
+    }
     if let Some(st) = path {
         if st.verity != VeritySupport::Supported {
             problems.push(format!("{}: {}", st.path, st.detail));
@@ -233,6 +248,7 @@ mod tests {
             keyring_present: builtin,
             require_signatures: builtin.then_some(false),
             ext4_verity: fs_verity,
+            ecdsa: None,
         }
     }
 

@@ -18,7 +18,7 @@ measure() { for f in $files; do fsverity measure "/mnt$f" 2>&1; done; }
 
 phase=${1:-first}
 if [ "$phase" = first ]; then
-    step load-cert sh -c "keyctl padd asymmetric '' %keyring:.fs-verity < $D/cert.der"
+    step load-cert $RV keyring load $D/cert.pem
     step reqsig sh -c 'echo 1 > /proc/sys/fs/verity/require_signatures && cat /proc/sys/fs/verity/require_signatures'
     step mtimes-before mtimes
     step enable $RV enable --root /mnt --all
@@ -52,6 +52,14 @@ if [ "$phase" = first ]; then
     step unsigned-audit-nocert $RV audit --root /mnt --json
     step unsigned-rv-enable $RV enable --root /mnt --cert $D/cert.pem --json /usr/lib/beta/three.bin
     step unsigned-rv-enable-nocert $RV enable --root /mnt --json /usr/lib/beta/three.bin
+    # The package's content verity-enabled without a signature, no certificate configured:
+    # only the one in the .fs-verity keyring can vouch (KEYCTL_PKEY_VERIFY). Then restored
+    # (with the package's signature) for the second boot.
+    c=/mnt/etc/alpha-exec.conf
+    cp $c /tmp/c && rm $c && cp /tmp/c $c && fsverity enable $c
+    step keyring-only-audit $RV audit --root /mnt --json
+    rm $c && cp /tmp/c $c
+    step keyring-only-restore $RV enable --root /mnt /etc/alpha-exec.conf
 else
     step keys cat /proc/keys
     step audit-nocert $RV audit --root /mnt --cert $D/cert.pem

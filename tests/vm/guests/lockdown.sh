@@ -34,6 +34,18 @@ step status-after-bad $RV lockdown status --json
 if [ "${1:-db}" = pvh ]; then
     step apply-unenrolled $RV lockdown apply $D/policy.p7b --certs $D/certs
     step state-after-apply state
+    # audit --lockdown on the running system (measured): packages installed into /usr/sbin and
+    # /usr/libexec of the disk, bind-mounted where their rpmdb (in /var/lib/rpm) says they are.
+    mkdir -p /usr/sbin /usr/libexec
+    mount --bind $M/usr/sbin /usr/sbin && mount --bind $M/usr/libexec /usr/libexec
+    step audit-before-enable $RV audit --lockdown --json
+    step enable-tools $RV enable tools
+    step audit-after-enable $RV audit --lockdown --json
+    # Without securityfs (an initramfs without systemd): status says so, apply mounts it.
+    umount /sys/kernel/security
+    step status-unmounted $RV lockdown status --json
+    step apply-unmounted $RV lockdown apply $D/policy.p7b --certs $D/certs
+    step lsm-remounted cat /sys/kernel/security/lsm
     exit 0
 fi
 

@@ -117,10 +117,20 @@ fn print_load(r: &LoadReport) {
                 eprintln!("rpm-verity: error: {}: {subject}{reason}", e.path)
             }
         }
+        if let Some(w) = &e.warning {
+            eprintln!("rpm-verity: warning: {}: {w}", e.path);
+        }
     }
     println!(
-        "{} loaded, {} already in the keyring, {} skipped, {} failed",
-        r.loaded, r.already_loaded, r.skipped, r.errors
+        "{} loaded, {} already in the keyring, {} skipped, {} failed{}",
+        r.loaded,
+        r.already_loaded,
+        r.skipped,
+        r.errors,
+        match r.warnings {
+            0 => String::new(),
+            n => format!(", {n} unusable on this kernel"),
+        }
     );
 }
 

@@ -17,6 +17,8 @@ use crate::render::{self, escape, human_bytes};
 pub enum KeyType {
     Rsa2048,
     Rsa4096,
+    P256,
+    P384,
 }
 
 #[derive(clap::Args)]
@@ -30,7 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "TYPE", conflicts_with = "cert")]
     pub key_type: Option<KeyType>,
 
-    /// The signing certificate (PEM or DER, RSA): signature sizes exactly as `sign` makes them.
+    /// The signing certificate (PEM or DER; RSA, EC P-256 or P-384): signature sizes as `sign`
+    /// lays them out (exact for RSA; for ECDSA the longest, which `sign` reserves).
     #[arg(long, value_name = "CERT")]
     pub cert: Option<PathBuf>,
 
@@ -82,20 +85,27 @@ fn signature_size(args: &Args) -> anyhow::Result<SignatureSize> {
         return SignatureSize::for_certificate(cert, hash)
             .with_context(|| format!("{}", path.display()));
     }
-    let bits = match args.key_type.unwrap_or(KeyType::Rsa2048) {
-        KeyType::Rsa2048 => 2048,
-        KeyType::Rsa4096 => 4096,
+    let key = match args.key_type.unwrap_or(KeyType::Rsa2048) {
+        KeyType::Rsa2048 => report::KeyType::Rsa2048,
+        KeyType::Rsa4096 => report::KeyType::Rsa4096,
+        KeyType::P256 => report::KeyType::P256,
+        KeyType::P384 => report::KeyType::P384,
     };
-    SignatureSize::estimate(bits, hash)
+    SignatureSize::estimate(key, hash)
 }
 
 fn print_text(r: &Report) {
     let s = &r.signature;
     let kind = if s.exact { "exact" } else { "ESTIMATE" };
+    let each = if s.upper_bound {
+        "at most (ECDSA signatures vary; sign reserves the longest)"
+    } else {
+        "each"
+    };
     println!(
-        "signatures: {} bytes each, RSA-{} ({kind}: {})",
+        "signatures: {} bytes {each}, {} ({kind}: {})",
         s.bytes,
-        s.key_bits,
+        s.key,
         escape(&s.basis)
     );
     for p in &r.packages {

@@ -25,7 +25,9 @@ pub struct Args {
     #[arg(required = true, value_name = "PKG")]
     pub packages: Vec<PathBuf>,
 
-    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8). Default: rpm's
+    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8), or a key on a PKCS#11 token as an
+    /// RFC 7512 URI (`pkcs11:token=T;object=K?module-path=M&pin-source=file:F`; the PIN from
+    /// pin-source, --key-pass-file or $RPM_VERITY_KEY_PASS). Default: rpm's
     /// %_file_signing_key (and then %_file_signing_cert), as rpmsign.
     #[arg(long, visible_alias = "fskpath", value_name = "KEY")]
     pub key: Option<PathBuf>,
@@ -34,7 +36,8 @@ pub struct Args {
     #[arg(long, visible_alias = "certpath", value_name = "CERT")]
     pub cert: Option<PathBuf>,
 
-    /// File holding the passphrase of an encrypted key (else $RPM_VERITY_KEY_PASS).
+    /// File holding the passphrase of an encrypted key, or the PIN of a token (else
+    /// $RPM_VERITY_KEY_PASS).
     #[arg(long, value_name = "FILE")]
     pub key_pass_file: Option<PathBuf>,
 

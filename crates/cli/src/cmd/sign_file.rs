@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(value_name = "OUT_SIGFILE")]
     out: PathBuf,
 
-    /// PEM private key: PKCS#8, PKCS#1 ("RSA PRIVATE KEY") or encrypted PKCS#8.
+    /// PEM private key: PKCS#8, PKCS#1 ("RSA PRIVATE KEY") or encrypted PKCS#8; or a key on a
+    /// PKCS#11 token as an RFC 7512 URI (`pkcs11:token=T;object=K?module-path=M&pin-source=file:F`).
     #[arg(long, value_name = "KEYFILE")]
     key: PathBuf,
 
@@ -31,7 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "CERTFILE")]
     cert: Option<PathBuf>,
 
-    /// File whose first line is the passphrase of an encrypted key (else $RPM_VERITY_KEY_PASS).
+    /// File whose first line is the passphrase of an encrypted key, or a token's PIN (else
+    /// $RPM_VERITY_KEY_PASS).
     #[arg(long, value_name = "FILE")]
     key_pass_file: Option<PathBuf>,
 

@@ -84,6 +84,12 @@ fn print_kernel(k: &KernelStatus, keyring: &KeyringStatus) {
         Some(false) => "no",
     };
     row("ext4 verity support", ext4);
+    let ecdsa = match k.ecdsa {
+        Some(true) => "yes",
+        Some(false) => "no (RSA only: EC certificates and signatures cannot be used)",
+        None => "unknown",
+    };
+    row("ECDSA (CONFIG_CRYPTO_ECDSA)", ecdsa);
 }
 
 fn print_certs(keyring: &KeyringStatus, certs: &CertDirStatus) {
@@ -105,7 +111,7 @@ fn print_certs(keyring: &KeyringStatus, certs: &CertDirStatus) {
             Some(false) => "NOT LOADED".to_string(),
             None => "unknown (keyring unreadable)".to_string(),
         };
-        println!("  {}: {}: {state}", c.path, c.subject);
+        println!("  {}: {} ({}): {state}", c.path, c.subject, c.key);
     }
     for s in &certs.skipped {
         println!("  {}: skipped, {}", s.path, s.reason);

@@ -347,7 +347,15 @@ pub enum KeyringError {
          restricted with keyctl restrict_keyring)"
     )]
     KeyringPermission,
-    /// EBADMSG/EINVAL/ENOPKG/EKEYREJECTED/ENOKEY from add_key.
+    /// ENOENT/ENOPKG from add_key: the certificate parsed, but the kernel has no
+    /// implementation of its public-key algorithm (an EC certificate on a kernel without
+    /// CONFIG_CRYPTO_ECDSA, such as Debian's 6.1: ENOENT for P-256/P-384, ENOPKG for P-521).
+    #[error(
+        "the kernel has no implementation of the certificate's public-key algorithm \
+         (for an EC certificate: the kernel lacks CONFIG_CRYPTO_ECDSA)"
+    )]
+    AlgorithmUnavailable,
+    /// EBADMSG/EINVAL/EKEYREJECTED/ENOKEY from add_key.
     #[error(
         "the kernel rejected the certificate: it must be a DER X.509 certificate with a key type \
          the kernel supports (RSA is safe everywhere)"
@@ -374,9 +382,10 @@ impl KeyringError {
     pub(crate) fn from_add_key_errno(errno: i32) -> Self {
         match errno {
             libc::EACCES | libc::EPERM => KeyringError::KeyringPermission,
-            libc::EBADMSG | libc::EINVAL | libc::ENOPKG | libc::EKEYREJECTED | libc::ENOKEY => {
+            libc::EBADMSG | libc::EINVAL | libc::EKEYREJECTED | libc::ENOKEY => {
                 KeyringError::BadCertificate
             }
+            libc::ENOENT | libc::ENOPKG => KeyringError::AlgorithmUnavailable,
             libc::EKEYREVOKED => KeyringError::NoKeyring,
             e => KeyringError::Other {
                 op: "add_key",
@@ -735,13 +744,18 @@ mod tests {
         for e in [
             libc::EBADMSG,
             libc::EINVAL,
-            libc::ENOPKG,
             libc::EKEYREJECTED,
             libc::ENOKEY,
         ] {
             assert!(matches!(
                 KeyringError::from_add_key_errno(e),
                 BadCertificate
+            ));
+        }
+        for e in [libc::ENOENT, libc::ENOPKG] {
+            assert!(matches!(
+                KeyringError::from_add_key_errno(e),
+                AlgorithmUnavailable
             ));
         }
         for e in [libc::EACCES, libc::EPERM] {

@@ -7,7 +7,7 @@ use std::io;
 use std::ffi::CString;
 
 use super::{KeyringError, RestrictError};
-use crate::sys::keyring::{self as sys, KeySerial, KeyctlRead};
+use crate::sys::keyring::{self as sys, KeySerial, KeyctlInt, KeyctlRead};
 
 /// Name of the keyring holding the certificates built-in signatures are checked against.
 pub const KEYRING_NAME: &str = ".fs-verity";
@@ -139,9 +139,23 @@ pub fn add_certificate_to(keyring: KeySerial, der: &[u8]) -> Result<KeySerial, K
         return Err(KeyringError::BadCertificate);
     }
     // An empty description makes the asymmetric key type derive one from the certificate.
-    sys::add_key(c"asymmetric", c"", der, keyring)
-        .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))
+    // The key is made in this process's keyring, where we possess it, so that we may let
+    // every root process search it (KEYCTL_PKEY_VERIFY needs that: a key added straight into
+    // `.fs-verity` is usable by the kernel but by no process, root included), then linked
+    // into the target keyring (whose restriction, if any, applies to the link as to an add).
+    let key = sys::add_key(c"asymmetric", c"", der, sys::PROCESS_KEYRING)
+        .map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))?;
+    let key_l = i64::from(key);
+    let _ = sys::keyctl_int(KeyctlInt::SetPerm, key_l, i64::from(KEY_PERM_SEARCHABLE));
+    let linked = sys::keyctl_int(KeyctlInt::Link, key_l, i64::from(keyring));
+    let _ = sys::keyctl_int(KeyctlInt::Unlink, key_l, i64::from(sys::PROCESS_KEYRING));
+    linked.map_err(|e| KeyringError::from_add_key_errno(e.raw_os_error()))?;
+    Ok(key)
 }
+
+/// Possessor: everything; owner (root): view, read and search. The kernel's default for a new
+/// key gives the owner only view.
+const KEY_PERM_SEARCHABLE: u32 = 0x3f0b_0000;
 
 /// What may still be linked into a keyring once it is restricted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,7 +232,37 @@ pub fn list_keyring_of(keyring: KeySerial) -> Result<Vec<KeyringKey>, KeyringErr
     Ok(keys)
 }
 
-/// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`.
+/// Whether key `id` verifies `sig` over `message_digest` (KEYCTL_PKEY_VERIFY), with the
+/// kernel's names for the encoding (`pkcs1`, `x962`) and hash (`sha256`). This lets user space
+/// check a signature against a certificate that exists only in the kernel keyring (asymmetric
+/// keys cannot be read back). `Ok(false)`: the key rejects the signature (wrong key or data).
+pub fn pkey_verify(
+    id: KeySerial,
+    encoding: &str,
+    hash: &str,
+    message_digest: &[u8],
+    sig: &[u8],
+) -> Result<bool, KeyringError> {
+    let info = std::ffi::CString::new(format!("enc={encoding} hash={hash}")).map_err(|_| {
+        KeyringError::Unexpected {
+            what: "KEYCTL_PKEY_VERIFY",
+            detail: "NUL in encoding or hash name".into(),
+        }
+    })?;
+    match sys::pkey_verify(id, &info, message_digest, sig) {
+        Ok(()) => Ok(true),
+        // Bad signature for this key and data; EBADMSG: not a signature of this key's kind.
+        Err(e) if e.raw_os_error() == libc::EKEYREJECTED || e.raw_os_error() == libc::EBADMSG => {
+            Ok(false)
+        }
+        Err(e) => Err(KeyringError::from_keyctl_errno(
+            "KEYCTL_PKEY_VERIFY",
+            e.raw_os_error(),
+        )),
+    }
+}
+
+/// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`./// KEYCTL_DESCRIBE: `type;uid;gid;perm;description`.
 pub fn describe_key(id: KeySerial) -> Result<KeyringKey, KeyringError> {
     let raw = keyctl_alloc(KeyctlRead::Describe, id, "KEYCTL_DESCRIBE", 64 * 1024)?;
     parse_description(id, &raw)

@@ -28,8 +28,8 @@ pub use error::{
 };
 pub use keyring::{
     add_certificate, add_certificate_to, describe_key, find_keyring, fs_verity_keyring,
-    is_restricted, list_keyring, list_keyring_of, restrict_keyring, KeyringKey, Restriction,
-    KEYRING_NAME,
+    is_restricted, list_keyring, list_keyring_of, pkey_verify, restrict_keyring, KeyringKey,
+    Restriction, KEYRING_NAME,
 };
 
 /// Longest built-in signature the kernel accepts (`FS_VERITY_MAX_SIGNATURE_SIZE`, EMSGSIZE above).

@@ -53,6 +53,89 @@ pub(crate) fn add_key(
     }
 }
 
+/// The keyctl commands whose arguments are all integers: no memory is shared with the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyctlInt {
+    /// KEYCTL_SETPERM (key, permission mask).
+    SetPerm = 5,
+    /// KEYCTL_LINK (key, keyring).
+    Link = 8,
+    /// KEYCTL_UNLINK (key, keyring).
+    Unlink = 9,
+}
+
+/// The per-process keyring (`KEY_SPEC_PROCESS_KEYRING`), created on first use and gone with
+/// the process.
+pub(crate) const PROCESS_KEYRING: KeySerial = -2;
+
+/// keyctl(2) with two integer arguments.
+pub(crate) fn keyctl_int(cmd: KeyctlInt, a: i64, b: i64) -> Result<i64, Errno> {
+    // SAFETY: these commands take only integers (serials, a permission mask); the kernel
+    // dereferences no pointer of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            cmd as libc::c_long,
+            a as libc::c_long,
+            b as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `struct keyctl_pkey_params` (include/uapi/linux/keyctl.h).
+#[repr(C)]
+struct PkeyParams {
+    key_id: i32,
+    in_len: u32,
+    /// `out_len` or `in2_len`: the signature's length for KEYCTL_PKEY_VERIFY.
+    in2_len: u32,
+    spare: [u32; 7],
+}
+
+const KEYCTL_PKEY_VERIFY: libc::c_long = 28;
+
+/// keyctl(KEYCTL_PKEY_VERIFY): key `id` checks `sig` over the message digest `data`, with the
+/// encoding and hash named in `info` (`enc=pkcs1 hash=sha256`). Ok when it verifies.
+pub(crate) fn pkey_verify(
+    id: KeySerial,
+    info: &CStr,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<(), Errno> {
+    let (Ok(in_len), Ok(in2_len)) = (u32::try_from(data.len()), u32::try_from(sig.len())) else {
+        return Err(Errno::INVAL);
+    };
+    let params = PkeyParams {
+        key_id: id,
+        in_len,
+        in2_len,
+        spare: [0; 7],
+    };
+    // SAFETY: the kernel reads the params struct, the NUL-terminated info string, `in_len`
+    // bytes of `data` and `in2_len` bytes of `sig`; all are borrowed across the call and
+    // nothing is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_PKEY_VERIFY,
+            &params as *const PkeyParams,
+            info.as_ptr(),
+            data.as_ptr(),
+            sig.as_ptr(),
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs `cmd` on key `id` into `buf`; the full size of the data, which may exceed the buffer
 /// (then only `buf.len()` bytes were written and the caller retries with more room).
 pub(crate) fn keyctl_read(cmd: KeyctlRead, id: KeySerial, buf: &mut [u8]) -> Result<usize, Errno> {

@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::keys::Key;
 use super::metrics::Metrics;
 use super::peers::{Admit, RefusalGate};
-use crate::protocol::{KeyInfo, KeyList, SignRequest, SignResponse, KEYS_PATH};
+use crate::protocol::{CertificateInfo, KeyInfo, KeyList, SignRequest, SignResponse, KEYS_PATH};
 
 pub struct AppState {
     pub keys: BTreeMap<String, Key>,
@@ -197,12 +197,14 @@ async fn list_keys(
     };
     rec.set("client", json!(client.name));
     rec.set("auth", json!(method.as_str()));
+    let now = std::time::SystemTime::now();
     let keys: Vec<KeyInfo> = st
         .keys
         .values()
         .filter(|k| client.keys.contains(&k.name))
         .map(|k| KeyInfo {
-            certificate_pem: k.cert_pem.clone(),
+            certificate_pem: k.shown(now).cert_pem.clone(),
+            certificates: certificates(k, now),
             hash_algorithms: [HashAlgorithm::Sha256, HashAlgorithm::Sha512]
                 .map(|a| a.name().to_string())
                 .into(),
@@ -217,6 +219,20 @@ async fn list_keys(
             .into_response();
     }
     Json(KeyList { keys }).into_response()
+}
+
+fn certificates(k: &Key, now: std::time::SystemTime) -> Vec<CertificateInfo> {
+    let current = k.current(now).ok();
+    k.versions
+        .iter()
+        .map(|v| CertificateInfo {
+            certificate_pem: v.cert_pem.clone(),
+            not_after: super::audit::rfc3339(v.not_after),
+            not_before: super::audit::rfc3339(v.not_before),
+            serial: v.serial.clone(),
+            signing: current.is_some_and(|c| std::ptr::eq(c, v)),
+        })
+        .collect()
 }
 
 async fn reject(st: &AppState, conn: &ConnInfo, mut rec: Record, e: ApiError) -> Response {
@@ -263,7 +279,12 @@ async fn sign_inner(
     let (client, key) = authorize(st, conn, name, headers, rec)?;
     let body = read_body(body, headers, st.limits.max_body_bytes).await?;
     let (alg, digests) = parse_sign_request(&body, st.limits.max_batch, rec)?;
-    let sigs = sign_on_pool(st, &client, key, &digests).await?;
+    // Checked at signing, not only at start: a certificate may expire while the service runs.
+    let version = key
+        .current(std::time::SystemTime::now())
+        .map_err(|msg| ApiError::new(StatusCode::CONFLICT, "no_valid_certificate", msg))?;
+    rec.set("cert_serial", json!(version.serial));
+    let sigs = sign_on_pool(st, &client, version.signer.clone(), &digests).await?;
     // The refusal line (if the audit write fails) must not claim the digests were signed, so the
     // success line is built on a copy.
     let mut line = rec.0.clone();
@@ -377,7 +398,7 @@ fn parse_digest(alg: HashAlgorithm, i: usize, hex_digest: &str) -> Result<FileDi
 async fn sign_on_pool(
     st: &AppState,
     client: &Client,
-    key: &Key,
+    signer: Arc<dyn verity_signing::Signer>,
     digests: &[FileDigest],
 ) -> Result<Vec<Vec<u8>>, ApiError> {
     let _slot = client.slots.clone().acquire_owned().await.map_err(|_| {
@@ -389,7 +410,6 @@ async fn sign_on_pool(
     })?;
     let failed =
         |msg: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", msg);
-    let signer = key.signer.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let batch = digests.to_vec();
     st.pool.spawn(move || {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -55,6 +55,9 @@ struct RawKey {
     key: PathBuf,
     cert: PathBuf,
     passphrase_file: Option<PathBuf>,
+    /// Narrow the certificate's validity (RFC 3339, UTC: `2026-01-01T00:00:00Z`).
+    not_before: Option<String>,
+    not_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,9 +118,14 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
     pub name: String,
+    /// A PEM file, or a `pkcs11:` URI of a key on a token.
     pub key: PathBuf,
     pub cert: PathBuf,
+    /// The key's passphrase, or the token's PIN when the URI has no `pin-source`.
     pub passphrase_file: Option<PathBuf>,
+    /// Narrows the certificate's notBefore/notAfter: the key signs only inside both.
+    pub not_before: Option<SystemTime>,
+    pub not_after: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,13 +176,27 @@ impl Config {
         let keys = raw
             .keys
             .iter()
-            .map(|k| KeyConfig {
-                name: k.name.clone(),
-                key: rel(&k.key),
-                cert: rel(&k.cert),
-                passphrase_file: k.passphrase_file.as_ref().map(rel),
+            .map(|k| {
+                let time = |field: &str, v: &Option<String>| {
+                    v.as_deref()
+                        .map(parse_rfc3339)
+                        .transpose()
+                        .with_context(|| format!("key {:?}: {field}", k.name))
+                };
+                let key = match k.key.to_str() {
+                    Some(uri) if verity_signing::is_pkcs11_uri(uri) => k.key.clone(),
+                    _ => rel(&k.key),
+                };
+                Ok(KeyConfig {
+                    name: k.name.clone(),
+                    key,
+                    cert: rel(&k.cert),
+                    passphrase_file: k.passphrase_file.as_ref().map(rel),
+                    not_before: time("not_before", &k.not_before)?,
+                    not_after: time("not_after", &k.not_after)?,
+                })
             })
-            .collect::<Vec<_>>();
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let key_names = check_keys(&keys)?;
         let clients = parse_clients(&raw.clients, &key_names)?;
         if clients.iter().any(|c| c.cert_cn.is_some()) && raw.tls.client_ca.is_none() {
@@ -253,14 +275,18 @@ fn secs(configured: Option<u64>, default: Duration) -> Duration {
     configured.map(Duration::from_secs).unwrap_or(default)
 }
 
-/// The names of `keys`, refusing unusable and duplicate names and an empty list.
+/// The names of `keys`, refusing unusable names and an empty list. A name may appear several
+/// times: those are the keys it rotates through.
 fn check_keys(keys: &[KeyConfig]) -> anyhow::Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for k in keys {
         check_name(&k.name).with_context(|| format!("key name {:?}", k.name))?;
-        if !names.insert(k.name.clone()) {
-            bail!("key {:?} is defined twice", k.name);
+        if let (Some(b), Some(a)) = (k.not_before, k.not_after) {
+            if a <= b {
+                bail!("key {:?}: not_after is not after not_before", k.name);
+            }
         }
+        names.insert(k.name.clone());
     }
     if names.is_empty() {
         bail!("no [[key]] configured");
@@ -344,6 +370,41 @@ fn parse_client(
     })
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC, optional fraction): the one form of RFC 3339 the config takes,
+/// so a time zone is never guessed.
+pub fn parse_rfc3339(s: &str) -> anyhow::Result<SystemTime> {
+    let bad = || anyhow::anyhow!("{s:?} is not a UTC time like 2026-01-31T00:00:00Z");
+    let t = s.strip_suffix('Z').ok_or_else(bad)?;
+    let t = t.split('.').next().ok_or_else(bad)?;
+    let b = t.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| t[r].parse::<i64>().map_err(|_| bad());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return Err(bad());
+    }
+    // Days from the civil date (H. Hinnant's algorithm), the inverse of audit::rfc3339.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + hh * 3600 + mm * 60 + ss;
+    let secs = u64::try_from(secs).map_err(|_| bad())?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// Key names appear in URLs, so they are restricted to characters that need no escaping.
 fn check_name(name: &str) -> anyhow::Result<()> {
     if !is_valid_key_name(name) {
@@ -373,6 +434,48 @@ cert_cn = "builder-01"
 token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
 keys = ["k1"]
 "#;
+
+    #[test]
+    fn rfc3339_round_trips_with_the_audit_format() {
+        for secs in [0u64, 951_782_400, 1_709_251_199, 4_102_444_800] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let text = super::super::audit::rfc3339(t);
+            assert_eq!(parse_rfc3339(&text).unwrap(), t, "{text}");
+        }
+        for bad in [
+            "2026-01-01",
+            "2026-01-01T00:00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T00:00:00+02:00",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_name_may_have_several_keys_and_token_uris_are_not_paths() {
+        let two = BASE.replace(
+            "[[client]]",
+            "[[key]]\nname = \"k1\"\nkey = \"pkcs11:token=t;object=k?module-path=/m.so\"\ncert = \"k1-new.crt\"\nnot_before = \"2026-01-01T00:00:00Z\"\n[[client]]",
+        );
+        let c = Config::parse(&two, Path::new("/etc/rv")).unwrap();
+        assert_eq!(c.keys.len(), 2);
+        assert_eq!(
+            c.keys[1].key,
+            Path::new("pkcs11:token=t;object=k?module-path=/m.so")
+        );
+        assert_eq!(c.keys[1].cert, Path::new("/etc/rv/k1-new.crt"));
+        assert_eq!(
+            c.keys[1].not_before,
+            Some(parse_rfc3339("2026-01-01T00:00:00Z").unwrap())
+        );
+        let bad = two.replace(
+            "not_before",
+            "not_after = \"2025-01-01T00:00:00Z\"\nnot_before",
+        );
+        let e = format!("{:#}", Config::parse(&bad, Path::new("/")).unwrap_err());
+        assert!(e.contains("not_after is not after not_before"), "{e}");
+    }
 
     #[test]
     fn parses_and_resolves_relative_paths() {

@@ -13,7 +13,6 @@ mod tls;
 pub use self::auth::token_hash_hex;
 pub use self::config::{ClientConfig, Config, KeyConfig, Limits};
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -46,11 +45,7 @@ pub struct Prepared {
 /// Apart from [`Prepared::run`] so that `serve --check` can load and check everything without
 /// serving.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
-    let mut keys = BTreeMap::new();
-    for k in &config.keys {
-        let key = keys::load(k)?;
-        keys.insert(key.name.clone(), key);
-    }
+    let keys = keys::load_all(&config.keys)?;
     let (tls, client_verifier) = tls::tls_config(&config)?;
     let audit = AuditLog::open(&config.audit_log)?;
     let threads = std::thread::available_parallelism()

@@ -61,6 +61,21 @@ pub fn ecdsa_signed_data(
     signed_data(hash, SignatureAlgorithm::Ecdsa, cert, signature)
 }
 
+/// The length of the longest PKCS#7 a key certified by `cert` can make for `hash`: exact for
+/// RSA, an upper bound for ECDSA (see [`Certificate::max_signature_value_len`]). Lets a signer
+/// that has only the certificate (a remote one, `report`) lay out packages as `sign` does with
+/// the key. `None` when the certificate's RSA key cannot be read.
+pub fn longest_signed_data_len(hash: HashAlgorithm, cert: &Certificate) -> Option<usize> {
+    let algorithm = match cert.key_algorithm() {
+        crate::cert::KeyAlgorithm::Rsa => SignatureAlgorithm::RsaPkcs1,
+        crate::cert::KeyAlgorithm::Ec(_) => SignatureAlgorithm::Ecdsa,
+    };
+    let dummy = vec![0u8; cert.max_signature_value_len()?];
+    signed_data(hash, algorithm, cert, &dummy)
+        .ok()
+        .map(|der| der.len())
+}
+
 /// The DER PKCS#7 for a `signature` made with `algorithm` over a formatted digest hashed with
 /// `hash`, naming `cert`'s issuer and serial as the signer.
 pub fn signed_data(

@@ -12,8 +12,8 @@ pub mod build;
 pub mod parse;
 
 pub use build::{
-    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, rsa_signed_data, signed_data,
-    BuildError,
+    attached_signed_data, build_rsa_signed_data, ecdsa_signed_data, longest_signed_data_len,
+    rsa_signed_data, signed_data, BuildError,
 };
 pub use parse::{ParseError, Pkcs7Signature};
 

@@ -243,6 +243,20 @@ impl Pkcs7Signature {
     pub fn signature_value(&self) -> &[u8] {
         &self.signature
     }
+
+    /// The message digest this signature would sign if it were made over `digest`: the
+    /// SignerInfo's hash of the formatted digest (no signed attributes, so nothing else is
+    /// hashed). What a bare public key verifies, e.g. a certificate that exists only in the
+    /// kernel keyring (KEYCTL_PKEY_VERIFY).
+    pub fn message_digest_for(&self, digest: &fsverity::FileDigest) -> Vec<u8> {
+        use aws_lc_rs::digest;
+        let alg = match self.digest_algorithm {
+            DigestAlgorithm::Sha256 => &digest::SHA256,
+            DigestAlgorithm::Sha384 => &digest::SHA384,
+            DigestAlgorithm::Sha512 => &digest::SHA512,
+        };
+        digest::digest(alg, &digest.formatted()).as_ref().to_vec()
+    }
 }
 
 #[cfg(test)]

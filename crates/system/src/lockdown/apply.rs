@@ -124,6 +124,9 @@ pub fn check_inputs(
 
 pub fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let (policy, files) = check_inputs(opts)?;
+    if opts.securityfs == Path::new(super::SECURITYFS) {
+        super::ipe::ensure_mounted(&opts.securityfs)?;
+    }
     let ipe = Ipe::open(&opts.securityfs)?;
     let keyring_id = keyring::open_keyring()?;
 

@@ -115,6 +115,32 @@ pub fn lsm_list(securityfs: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Mounts securityfs at `securityfs` unless it is there: an initramfs without systemd does not
+/// mount it, and `apply` runs there. `Ok(true)` when it was mounted now.
+pub fn ensure_mounted(securityfs: &Path) -> Result<bool, IpeError> {
+    if lsm_list(securityfs).is_some() {
+        return Ok(false);
+    }
+    if !securityfs.is_dir() {
+        return Err(IpeError::NoSecurityfs(securityfs.to_path_buf()));
+    }
+    rustix::mount::mount(
+        "securityfs",
+        securityfs,
+        "securityfs",
+        rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC,
+        None,
+    )
+    .map_err(|e| IpeError::Io {
+        op: "mount securityfs at",
+        path: securityfs.to_path_buf(),
+        error: e.into(),
+    })?;
+    Ok(true)
+}
+
 impl Ipe {
     /// IPE's directory, or why there is none.
     pub fn open(securityfs: &Path) -> Result<Ipe, IpeError> {
