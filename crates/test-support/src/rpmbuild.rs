@@ -271,7 +271,7 @@ pub fn build_rpm_verity_package(t: &Path, stripped_bin: &Path) -> PathBuf {
         .arg("-a")
         .arg(repo.join("dist"))
         .arg(&src));
-    for doc in ["docs/runtime.md", "docs/serve.md"] {
+    for doc in ["docs/runtime.md", "docs/boot.md", "docs/serve.md"] {
         std::fs::copy(repo.join(doc), src.join(doc)).unwrap();
     }
     std::fs::copy(repo.join("README.md"), src.join("README.md")).unwrap();
