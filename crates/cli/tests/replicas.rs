@@ -305,8 +305,11 @@ fn replica_killed_behind_haproxy_while_signing() {
         "sign through haproxy failed:\n{stderr}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The request in flight on a failed at the client and was retried (-v says so).
-    assert!(stderr.contains("failed ("), "{stderr}");
+    // Whether the client saw the kill depends on timing: the in-flight reading above can be
+    // the /metrics request plus a health check, and then a dies between two of its requests
+    // and HAProxy sends the next ones to b without the client noticing. Either way every
+    // package must end signed and identical, and the audit logs must account for it (below);
+    // the client's retry after a lost answer is checked in serve::fails_over_between_replicas.
     assert_eq!(report["done"], 20, "{report:#}");
 
     // Byte-identical to local signing.
