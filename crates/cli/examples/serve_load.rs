@@ -122,6 +122,68 @@ fn server_signatures(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
         .sum())
 }
 
+/// The server's sign-latency histogram (`rpm_verity_serve_sign_request_duration_seconds`):
+/// cumulative counts per upper bound in seconds, `+Inf` last.
+fn server_latency_buckets(agent: &ureq::Agent, base: &str) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = agent
+        .get(&format!("{base}/metrics"))
+        .call()
+        .context("GET /metrics")?
+        .body_mut()
+        .read_to_string()?;
+    let prefix = "rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"";
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The server's own view of the same requests, from its histogram's change over the run: a
+/// second measurement beside the generator's clock (it starts when the handler gets the request
+/// and ends when the answer, audit line on disk, is ready; TLS and the network are outside).
+fn print_server_latency(before: &[(f64, u64)], after: &[(f64, u64)]) {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+            (le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = delta.last().map_or(0, |d| d.1);
+    if total == 0 {
+        println!("server's latency histogram: no sign request counted");
+        return;
+    }
+    let shares: Vec<String> = delta
+        .iter()
+        .filter(|d| d.0.is_finite() && d.0 >= 0.005 && d.0 <= 0.25)
+        .map(|&(le, n)| {
+            format!(
+                "<= {} ms {:.1} %",
+                le * 1000.0,
+                100.0 * n as f64 / total as f64
+            )
+        })
+        .collect();
+    let p99 = delta
+        .iter()
+        .find(|d| d.1 as f64 >= 0.99 * total as f64)
+        .map_or(f64::INFINITY, |d| d.0 * 1000.0);
+    println!(
+        "server's latency histogram over the whole run: {total} sign requests; {}; p99 <= {p99} ms",
+        shares.join(", ")
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(key) = &args.raw_key {
@@ -153,6 +215,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .new_agent();
     let server_before = server_signatures(&metrics_agent, &base)?;
+    let latency_before = server_latency_buckets(&metrics_agent, &base)?;
 
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs_f64(args.duration);
@@ -305,6 +368,10 @@ fn main() -> anyhow::Result<()> {
     // Every worker finished its last request before joining, so the server has nothing left
     // in flight from us: its counter must have moved by exactly what we received.
     let server = server_signatures(&metrics_agent, &base)? - server_before;
+    print_server_latency(
+        &latency_before,
+        &server_latency_buckets(&metrics_agent, &base)?,
+    );
     let client = total_ok * args.batch as u64;
     println!(
         "whole run: {client} signatures received, server's /metrics counter +{server}: {}",
