@@ -13,32 +13,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use verity_test_support::installed::{install_into, repo_root, run, Steps};
+use verity_test_support::installed::install_into;
 use verity_test_support::rpmbuild::build_rpm_custom;
+use verity_test_support::vm::{boot, fsverity_digest, mkfs_ext4, run, vm_script};
 
 fn bin() -> &'static str {
     verity_test_support::bin!()
-}
-
-fn boot(kernel: &str, args: Vec<OsString>) -> Steps {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/vm/run.sh"))
-        .args(["--kernel", kernel])
-        .args(&args)
-        .output()
-        .expect("run tests/vm/run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!(
-        "guest output ({kernel}):\n{stdout}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Steps::parse(&stdout)
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -143,17 +123,13 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     let self_root = signed_root(t, &pkg, &top, "ec");
     signed_root(t, &pkg, &top, "leaf");
     let img = t.join("root.img");
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
-        .arg(&top)
-        .arg(&img)
-        .arg("64M"));
-    let want_digest =
-        verity_test_support::installed::fsverity_digest(&self_root.join("usr/share/ec/data.bin"));
+    mkfs_ext4(&top, &img, true, "64M");
+    let want_digest = fsverity_digest(&self_root.join("usr/share/ec/data.bin"));
 
-    let guest = repo_root().join("tests/vm/guests/ecdsa.sh");
-    let args = |phase: &str| -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["--bin".into(), bin().into()];
+    let guest = vm_script("guests/ecdsa.sh");
+    let args = |kernel: &str, phase: &str| -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["--kernel".into(), kernel.into()];
+        a.extend(["--bin".into(), bin().into()]);
         for f in ["ec.pem", "leaf.pem"] {
             a.extend(["--file".into(), t.join(f).into()]);
         }
@@ -167,7 +143,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     };
 
     // --- 6.12, first boot ------------------------------------------------------------------------
-    let s1 = boot("6.12", args("6.12-first"));
+    let s1 = boot(args("6.12", "6.12-first"));
     let st = s1.json("status-before", 0);
     assert_eq!(st["kernel"]["ecdsa"], true, "{st}");
     assert!(st["problems"]
@@ -218,7 +194,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     }
 
     // --- 6.12, second boot -----------------------------------------------------------------------
-    let s2 = boot("6.12", args("6.12-reboot"));
+    let s2 = boot(args("6.12", "6.12-reboot"));
     s2.rc("keyring-load", 0);
     let audit = s2.json("audit", 1);
     let findings = audit["findings"].as_array().unwrap();
@@ -230,7 +206,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     assert_eq!(bad, [("/usr/share/ec/data.bin", "CORRUPTED")], "{audit}");
 
     // --- 6.1: no ECDSA ---------------------------------------------------------------------------
-    let s3 = boot("6.1", args("6.1"));
+    let s3 = boot(args("6.1", "6.1"));
     let st = s3.json("status", 0);
     assert_eq!(st["kernel"]["ecdsa"], false, "{st}");
     let problems: Vec<&str> = st["problems"]
