@@ -94,11 +94,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
 
     // --- the binary under test and its package --------------------------------------------------
     let stripped = t.join("rpm-verity");
-    run(Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(bin()));
+    verity_test_support::strip_debug(Path::new(bin()), &stripped);
     let rv_rpm = support::build_rpm_verity_package(t, &stripped);
 
     // --- a package signed by `rpm-verity sign` ----------------------------------------------------

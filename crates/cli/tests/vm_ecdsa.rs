@@ -14,73 +14,29 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use verity_test_support::installed::install_into;
+use verity_test_support::openssl::{self, Issuer};
 use verity_test_support::rpmbuild::build_rpm_custom;
-use verity_test_support::vm::{boot, fsverity_digest, mkfs_ext4, run, vm_script};
+use verity_test_support::vm::{boot, fsverity_digest, mkfs_ext4, overwrite_block, run, vm_script};
 
 fn bin() -> &'static str {
     verity_test_support::bin!()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
 /// ec.key/ec.pem: self-signed P-256. leaf.key/leaf.pem: P-256 key, certificate issued by the
 /// RSA CA ca.key/ca.pem.
 fn keys(d: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend(["-keyout", "ec.key", "-out", "ec.pem", "-days", "2"]);
-    a.extend(["-subj", "/CN=rpm-verity ecdsa test/O=Throwaway"]);
-    openssl(d, &a);
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rpm-verity RSA CA/O=Throwaway",
-        ],
-    );
-    let mut a = vec!["req", "-new"];
-    a.extend(ec);
-    a.extend(["-keyout", "leaf.key", "-out", "leaf.csr"]);
-    a.extend(["-subj", "/CN=rpm-verity ecdsa leaf/O=Throwaway"]);
-    openssl(d, &a);
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "leaf.pem",
-        ],
-    );
+    let ec = openssl::ec("P-256");
+    let subj = "/CN=rpm-verity ecdsa test/O=Throwaway";
+    openssl::self_signed(d, "ec.key", "ec.pem", &ec, subj, 2, None);
+    let (rsa, subj) = (openssl::rsa(2048), "/CN=rpm-verity RSA CA/O=Throwaway");
+    openssl::self_signed(d, "ca.key", "ca.pem", &rsa, subj, 2, None);
+    let subj = "/CN=rpm-verity ecdsa leaf/O=Throwaway";
+    openssl::new_csr(d, "leaf.key", "leaf.csr", &ec, subj);
+    let issuer = Issuer::Ca {
+        cert: "ca.pem",
+        key: "ca.key",
+    };
+    openssl::sign_csr(d, "leaf.csr", issuer, 2, None, "leaf.pem");
 }
 
 /// The package signed with `name`'s key and certificate, installed into `top/name`.
@@ -179,19 +135,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     );
 
     // --- between boots: overwrite block 5 of data.bin in the image -------------------------------
-    let bmap = run(Command::new("debugfs")
-        .arg("-R")
-        .arg("bmap /self/usr/share/ec/data.bin 5")
-        .arg(&img));
-    let block: u64 = String::from_utf8_lossy(&bmap.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-        f.write_all_at(&[0x5a; 4096], block * 4096).unwrap();
-    }
+    overwrite_block(&img, "/self/usr/share/ec/data.bin", 5);
 
     // --- 6.12, second boot -----------------------------------------------------------------------
     let s2 = boot(args("6.12", "6.12-reboot"));

@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::process::Command;
 
 use verity_test_support::installed::*;
-use verity_test_support::vm::{boot, der, mkfs_ext4 as mkfs, vm_script};
+use verity_test_support::vm::{boot, der, mkfs_ext4 as mkfs, overwrite_block, vm_script};
 
 fn bin() -> &'static str {
     verity_test_support::bin!()
@@ -212,19 +212,7 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     s.rc("keyring-only-restore", 0);
 
     // --- between boots: overwrite block 5 of data.bin in the image ------------------------------
-    let bmap = run(Command::new("debugfs")
-        .arg("-R")
-        .arg("bmap /usr/share/alpha/data.bin 5")
-        .arg(&img));
-    let block: u64 = String::from_utf8_lossy(&bmap.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-        f.write_all_at(&[0x5a; 4096], block * 4096).unwrap();
-    }
+    overwrite_block(&img, "/usr/share/alpha/data.bin", 5);
 
     // --- second boot: empty keyring --------------------------------------------------------------
     let mut args = common;

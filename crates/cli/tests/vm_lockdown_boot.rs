@@ -76,22 +76,11 @@ fn real_root(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     stdout(&mut cmd)
 }
 
-/// Copy the binary without its debug info: the guest has 1 GiB of RAM and every byte is hashed
-/// by `sign` and by the kernel.
-fn install_stripped(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    run(Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(dst)
-        .arg(src));
-}
-
 /// What the test adds to the Debian root before packing it: rpm-verity itself, its dracut
 /// module, the file-signing certificate, and the check service that reports the boot.
 fn populate(stage: &Path, files_cert: &Path) {
     let repo = repo_root();
-    install_stripped(Path::new(bin()), &stage.join("usr/bin/rpm-verity"));
+    verity_test_support::strip_debug(Path::new(bin()), &stage.join("usr/bin/rpm-verity"));
     let module = stage.join("usr/lib/dracut/modules.d/90rpm-verity");
     fs::create_dir_all(&module).unwrap();
     for entry in fs::read_dir(repo.join("dist/dracut/90rpm-verity")).unwrap() {

@@ -8,9 +8,7 @@ use crate::rpmbuild as rpmsupport;
 use crate::vm;
 pub use crate::vm::{fsverity_digest, repo_root, run, Steps};
 
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+pub use crate::s;
 
 pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     vm::make_cert(dir, name, "enable")

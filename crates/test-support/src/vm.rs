@@ -25,25 +25,7 @@ pub fn vm_script(name: &str) -> PathBuf {
     repo_root().join("tests/vm").join(name)
 }
 
-/// Runs `cmd`; it must succeed, or the test fails with its output.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// What a successful `cmd` wrote to stdout.
-pub fn stdout(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout).unwrap()
-}
+pub use crate::{run, stdout};
 
 /// `bash tests/vm/<script> <args>`, whatever its exit status. What it wrote is printed, which
 /// libtest shows only when the test fails.
@@ -138,6 +120,23 @@ pub fn mkfs_ext4(dir: &Path, img: &Path, verity: bool, size: &str) {
         .arg(size));
 }
 
+/// Overwrites block `n` (4 KiB) of the file at `path` inside the ext4 image `img` (found with
+/// `debugfs bmap`) with 0x5a bytes: corruption made behind the filesystem's back, as a bad disk
+/// or an attacker with the device would.
+pub fn overwrite_block(img: &Path, path: &str, n: u64) {
+    use std::os::unix::fs::FileExt;
+    let bmap = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("bmap {path} {n}"))
+        .arg(img));
+    let block: u64 = String::from_utf8_lossy(&bmap.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.write_all_at(&[0x5a; 4096], block * 4096).unwrap();
+}
+
 /// `sha256sum` of a file.
 pub fn sha256_file(p: &Path) -> String {
     let out = stdout(Command::new("sha256sum").arg(p));
@@ -162,22 +161,14 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
 pub fn make_cert(dir: &Path, name: &str, purpose: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key.pem"));
     let cert = dir.join(format!("{name}.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-subj")
-        .arg(format!("/CN=rpm-verity {purpose} {name}/O=Throwaway"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::openssl::self_signed(
+        dir,
+        key.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        &crate::openssl::rsa(2048),
+        &format!("/CN=rpm-verity {purpose} {name}/O=Throwaway"),
+        2,
+        None,
     );
     (key, cert)
 }
