@@ -133,6 +133,12 @@ impl Token {
         )
     }
 
+    /// `pkg` signed into `out` with the RSA key's PEM file: the reference the token must match.
+    fn sign_with_pem_key(&self, out: &Path, pkg: &Path) {
+        let (key, cert) = (self.path("rsa.key"), self.path("rsa.crt"));
+        sign_pkg(self.bin(), key, &cert, Some(out), pkg);
+    }
+
     /// `rpm-verity` with this token's SoftHSM configuration in its environment.
     fn bin(&self) -> Command {
         let mut c = Command::new(BIN);
@@ -204,13 +210,7 @@ fn token_rsa_key_signs_files_and_packages_byte_identical_to_the_pem_key() {
     let (pem_dir, hsm_dir) = (w.join("pem"), w.join("hsm"));
     std::fs::create_dir(&pem_dir).unwrap();
     std::fs::create_dir(&hsm_dir).unwrap();
-    sign_pkg(
-        t.bin(),
-        t.path("rsa.key"),
-        &t.path("rsa.crt"),
-        Some(&pem_dir),
-        &pkg,
-    );
+    t.sign_with_pem_key(&pem_dir, &pkg);
     // The key by id=, the module from the environment and the PIN from --key-pass-file this
     // time, none of them in the URI.
     run(t
@@ -392,13 +392,7 @@ fn serve_signs_with_a_token_key_exactly_as_with_the_pem_key() {
     let pkg = support::build_rpm(&w, "hsm-srv", "w19.zstdio", support::Contents::ALL);
     let pem_dir = w.join("pem");
     std::fs::create_dir(&pem_dir).unwrap();
-    sign_pkg(
-        t.bin(),
-        t.path("rsa.key"),
-        &t.path("rsa.crt"),
-        Some(&pem_dir),
-        &pkg,
-    );
+    t.sign_with_pem_key(&pem_dir, &pkg);
     let config = pki.config(&[KeySpec {
         key: t.uri("rsa", "pin"),
         cert: t.path("rsa.crt"),
