@@ -8,62 +8,13 @@ use std::io::Read;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rpm_format::header::{TagType, TAG_HEADERIMMUTABLE};
-use rpm_format::{tags, CpioReader, FileList, Header, HeaderBuilder, HeaderKind, OwnedEntry};
-
-struct F {
-    path: &'static str,
-    size: u64,
-    mode: u16,
-    flags: u32,
-    inode: u32,
-}
+use rpm_format::test_helpers::{header_for, FileSpec as F};
+use rpm_format::{CpioReader, FileList};
 
 const GHOST: u32 = 1 << 6;
 
 fn list_for(files: &[F], long: bool) -> FileList {
-    let mut dirs: Vec<String> = Vec::new();
-    let mut idx = Vec::new();
-    let mut base = Vec::new();
-    for f in files {
-        let (d, b) = f.path.rsplit_once('/').unwrap();
-        let d = format!("{d}/");
-        let di = dirs.iter().position(|x| *x == d).unwrap_or_else(|| {
-            dirs.push(d.clone());
-            dirs.len() - 1
-        });
-        idx.push(di as u32);
-        base.push(b.to_string());
-    }
-    let mut b = HeaderBuilder::new();
-    b.put(OwnedEntry::string(tags::NAME, "t"));
-    if !files.is_empty() {
-        b.put(OwnedEntry::string_array(tags::BASENAMES, &base));
-        b.put(OwnedEntry::string_array(tags::DIRNAMES, &dirs));
-        b.put(OwnedEntry::u32s(tags::DIRINDEXES, &idx));
-        if long {
-            let s: Vec<u64> = files.iter().map(|f| f.size).collect();
-            b.put(OwnedEntry::u64s(tags::LONGFILESIZES, &s));
-        } else {
-            let s: Vec<u32> = files.iter().map(|f| f.size as u32).collect();
-            b.put(OwnedEntry::u32s(tags::FILESIZES, &s));
-        }
-        b.put(OwnedEntry {
-            tag: tags::FILEMODES,
-            ty: TagType::Int16,
-            count: files.len() as u32,
-            data: files.iter().flat_map(|f| f.mode.to_be_bytes()).collect(),
-        });
-        let fl: Vec<u32> = files.iter().map(|f| f.flags).collect();
-        b.put(OwnedEntry::u32s(tags::FILEFLAGS, &fl));
-        let ino: Vec<u32> = files.iter().map(|f| f.inode).collect();
-        b.put(OwnedEntry::u32s(tags::FILEINODES, &ino));
-        b.put(OwnedEntry::u32s(tags::FILEDEVICES, &vec![1; files.len()]));
-    }
-    let h = Header::parse(&b.serialize(TAG_HEADERIMMUTABLE), HeaderKind::Main)
-        .unwrap()
-        .0;
-    FileList::from_header(&h).unwrap()
+    FileList::from_header(&header_for(files, long)).unwrap()
 }
 
 fn lists() -> &'static [FileList] {

@@ -4,6 +4,7 @@
 
 use verity_test_support::rpmbuild as support;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use fsverity::HashAlgorithm;
+use verity_test_support::openssl::{self, Issuer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpm-verity");
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -28,10 +30,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").args(args).current_dir(dir));
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -80,59 +78,12 @@ impl Token {
             "--pin",
             PIN,
         ]));
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "rsa.key",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "ec.key",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-384",
-                "-out",
-                "ec384.key",
-            ],
-        );
+        openssl::genpkey_rsa(d, "rsa.key", 2048);
+        openssl::genpkey_ec(d, "ec.key", "P-256");
+        openssl::genpkey_ec(d, "ec384.key", "P-384");
         for (k, id) in [("rsa", "01"), ("ec", "02"), ("ec384", "03")] {
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-new",
-                    "-x509",
-                    "-key",
-                    &format!("{k}.key"),
-                    "-days",
-                    "30",
-                    "-subj",
-                    &format!("/CN=hsm test {k}"),
-                    "-out",
-                    &format!("{k}.crt"),
-                ],
-            );
+            let subj = format!("/CN=hsm test {k}");
+            openssl::cert_for_key(d, &format!("{k}.key"), &format!("{k}.crt"), &subj, 30);
             run(&mut t.softhsm(&[
                 "--import",
                 &format!("{}/{k}.key", d.display()),
@@ -158,6 +109,15 @@ impl Token {
         self.dir.path().join(f)
     }
 
+    /// A `work` directory beside the token, and in it `payload.bin`: `len` pseudo-random bytes.
+    fn work_with_payload(&self, len: usize) -> (PathBuf, PathBuf) {
+        let w = self.path("work");
+        std::fs::create_dir(&w).unwrap();
+        let file = w.join("payload.bin");
+        std::fs::write(&file, support_pattern(len)).unwrap();
+        (w, file)
+    }
+
     fn softhsm(&self, args: &[&str]) -> Command {
         let mut c = Command::new("softhsm2-util");
         c.args(args)
@@ -173,6 +133,12 @@ impl Token {
         )
     }
 
+    /// `pkg` signed into `out` with the RSA key's PEM file: the reference the token must match.
+    fn sign_with_pem_key(&self, out: &Path, pkg: &Path) {
+        let (key, cert) = (self.path("rsa.key"), self.path("rsa.crt"));
+        sign_pkg(self.bin(), key, &cert, Some(out), pkg);
+    }
+
     /// `rpm-verity` with this token's SoftHSM configuration in its environment.
     fn bin(&self) -> Command {
         let mut c = Command::new(BIN);
@@ -183,13 +149,29 @@ impl Token {
     }
 }
 
+/// `cmd` (an `rpm-verity` command) as `sign --key KEY --cert CERT [--output-dir DIR] PKG`,
+/// which must succeed.
+fn sign_pkg(mut cmd: Command, key: impl AsRef<OsStr>, cert: &Path, out: Option<&Path>, pkg: &Path) {
+    cmd.arg("sign")
+        .arg("--key")
+        .arg(key)
+        .arg("--cert")
+        .arg(cert);
+    if let Some(dir) = out {
+        cmd.arg("--output-dir").arg(dir);
+    }
+    run(cmd.arg(pkg));
+}
+
+/// `cmd` (an `rpm-verity` command) as `verify --cert CERT PKG`, which must succeed.
+fn verify_pkg(mut cmd: Command, cert: &Path, pkg: &Path) {
+    run(cmd.arg("verify").arg("--cert").arg(cert).arg(pkg));
+}
+
 #[test]
 fn token_rsa_key_signs_files_and_packages_byte_identical_to_the_pem_key() {
     let t = Token::new();
-    let w = t.path("work");
-    std::fs::create_dir(&w).unwrap();
-    let file = w.join("payload.bin");
-    std::fs::write(&file, support_pattern(300_000)).unwrap();
+    let (w, file) = t.work_with_payload(300_000);
     for alg in ["sha256", "sha512"] {
         let pem_sig = w.join(format!("pem-{alg}.sig"));
         let hsm_sig = w.join(format!("hsm-{alg}.sig"));
@@ -228,16 +210,7 @@ fn token_rsa_key_signs_files_and_packages_byte_identical_to_the_pem_key() {
     let (pem_dir, hsm_dir) = (w.join("pem"), w.join("hsm"));
     std::fs::create_dir(&pem_dir).unwrap();
     std::fs::create_dir(&hsm_dir).unwrap();
-    run(t
-        .bin()
-        .arg("sign")
-        .arg("--key")
-        .arg(t.path("rsa.key"))
-        .arg("--cert")
-        .arg(t.path("rsa.crt"))
-        .arg("--output-dir")
-        .arg(&pem_dir)
-        .arg(&pkg));
+    t.sign_with_pem_key(&pem_dir, &pkg);
     // The key by id=, the module from the environment and the PIN from --key-pass-file this
     // time, none of them in the URI.
     run(t
@@ -263,12 +236,7 @@ fn token_rsa_key_signs_files_and_packages_byte_identical_to_the_pem_key() {
         "the package was not signed"
     );
     assert!(a == b, "token-signed and PEM-signed packages differ");
-    run(t
-        .bin()
-        .arg("verify")
-        .arg("--cert")
-        .arg(t.path("rsa.crt"))
-        .arg(hsm_dir.join(name)));
+    verify_pkg(t.bin(), &t.path("rsa.crt"), &hsm_dir.join(name));
 }
 
 fn support_pattern(len: usize) -> Vec<u8> {
@@ -278,10 +246,7 @@ fn support_pattern(len: usize) -> Vec<u8> {
 #[test]
 fn token_ecdsa_key_makes_signatures_that_verify() {
     let t = Token::new();
-    let w = t.path("work");
-    std::fs::create_dir(&w).unwrap();
-    let file = w.join("payload.bin");
-    std::fs::write(&file, support_pattern(100_000)).unwrap();
+    let (w, file) = t.work_with_payload(100_000);
     let read_cert = |k: &str| {
         verity_signing::Certificate::parse(&std::fs::read(t.path(&format!("{k}.crt"))).unwrap())
             .unwrap()
@@ -323,20 +288,8 @@ fn token_ecdsa_key_makes_signatures_that_verify() {
         }
     }
     let pkg = support::build_rpm(&w, "hsm-ec", "w19.zstdio", support::Contents::ALL);
-    run(t
-        .bin()
-        .arg("sign")
-        .arg("--key")
-        .arg(t.uri("ec", "pin"))
-        .arg("--cert")
-        .arg(t.path("ec.crt"))
-        .arg(&pkg));
-    run(t
-        .bin()
-        .arg("verify")
-        .arg("--cert")
-        .arg(t.path("ec.crt"))
-        .arg(&pkg));
+    sign_pkg(t.bin(), t.uri("ec", "pin"), &t.path("ec.crt"), None, &pkg);
+    verify_pkg(t.bin(), &t.path("ec.crt"), &pkg);
 }
 
 #[test]
@@ -439,16 +392,7 @@ fn serve_signs_with_a_token_key_exactly_as_with_the_pem_key() {
     let pkg = support::build_rpm(&w, "hsm-srv", "w19.zstdio", support::Contents::ALL);
     let pem_dir = w.join("pem");
     std::fs::create_dir(&pem_dir).unwrap();
-    run(t
-        .bin()
-        .arg("sign")
-        .arg("--key")
-        .arg(t.path("rsa.key"))
-        .arg("--cert")
-        .arg(t.path("rsa.crt"))
-        .arg("--output-dir")
-        .arg(&pem_dir)
-        .arg(&pkg));
+    t.sign_with_pem_key(&pem_dir, &pkg);
     let config = pki.config(&[KeySpec {
         key: t.uri("rsa", "pin"),
         cert: t.path("rsa.crt"),
@@ -471,12 +415,11 @@ fn serve_signs_with_a_token_key_exactly_as_with_the_pem_key() {
                 "package signed through serve with the token key differs from PEM signing"
             );
         }
-        run(t
-            .bin()
-            .arg("verify")
-            .arg("--cert")
-            .arg(t.path("rsa.crt"))
-            .arg(out_dir.join(pkg.file_name().unwrap())));
+        verify_pkg(
+            t.bin(),
+            &t.path("rsa.crt"),
+            &out_dir.join(pkg.file_name().unwrap()),
+        );
     }
     // The service's log names the token key, never the PIN.
     let log = std::fs::read_to_string(pki.dir.join("audit.jsonl")).unwrap();
@@ -508,66 +451,15 @@ impl Pki {
             "[server]\nbasicConstraints = critical,CA:FALSE\nsubjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
         )
         .unwrap();
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-subj",
-                "/CN=hsm test CA",
-                "-days",
-                "30",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                "ext.cnf",
-                "-extensions",
-                "server",
-                "-out",
-                "server.crt",
-            ],
-        );
+        let ec = openssl::ec("prime256v1");
+        openssl::self_signed(d, "ca.key", "ca.crt", &ec, "/CN=hsm test CA", 30, None);
+        openssl::new_csr(d, "server.key", "server.csr", &ec, "/CN=localhost");
+        let issuer = Issuer::Ca {
+            cert: "ca.crt",
+            key: "ca.key",
+        };
+        let ext = Some(("ext.cnf", "server"));
+        openssl::sign_csr(d, "server.csr", issuer, 30, ext, "server.crt");
         chmod(&d.join("server.key"), 0o600);
         std::fs::write(d.join("token"), TOKEN).unwrap();
         Self { dir }
@@ -747,22 +639,10 @@ fn rotation_signs_with_the_valid_key_and_refuses_when_none_is() {
     std::fs::create_dir(&remote).unwrap();
     std::fs::create_dir(&local).unwrap();
     run(&mut pki.remote_sign(&server, &remote, &pkg));
-    run(Command::new(BIN)
-        .arg("sign")
-        .arg("--key")
-        .arg(&new.0)
-        .arg("--cert")
-        .arg(&new.1)
-        .arg("--output-dir")
-        .arg(&local)
-        .arg(&pkg));
+    sign_pkg(Command::new(BIN), &new.0, &new.1, Some(&local), &pkg);
     let name = pkg.file_name().unwrap();
     assert!(std::fs::read(remote.join(name)).unwrap() == std::fs::read(local.join(name)).unwrap());
-    run(Command::new(BIN)
-        .arg("verify")
-        .arg("--cert")
-        .arg(&new.1)
-        .arg(remote.join(name)));
+    verify_pkg(Command::new(BIN), &new.1, &remote.join(name));
     let bad = Command::new(BIN)
         .arg("verify")
         .arg("--cert")
@@ -778,13 +658,7 @@ fn rotation_signs_with_the_valid_key_and_refuses_when_none_is() {
     // `audit` accepts files signed by any trusted certificate of the name: a package signed
     // with the old key before it expired, and one the service signed with the new key.
     let old_pkg = support::build_rpm(d, "rot-old", "w19.zstdio", support::Contents::ONE_FILE);
-    run(Command::new(BIN)
-        .arg("sign")
-        .arg("--key")
-        .arg(&old.0)
-        .arg("--cert")
-        .arg(&old.1)
-        .arg(&old_pkg));
+    sign_pkg(Command::new(BIN), &old.0, &old.1, None, &old_pkg);
     let root = d.join("root");
     verity_test_support::installed::install_into(&root, &[&old_pkg, &remote.join(name)]);
     let audit = |certs: &[&Path]| {

@@ -14,30 +14,14 @@ use verity_test_support::rpmbuild::build_rpm_custom;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use verity_test_support::{run, s};
 
 /// Size of the big file: pseudo-random, so that it does not compress, and uncompressed
 /// payloads (`w0.ufdio`) so that building stays quick while signing takes a while.
 const BIG_MIB: usize = 64;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -11,20 +11,7 @@ use std::process::{Command, Output};
 use rpm_format::{tags, Package};
 use sha1::Digest as _;
 use support::{build_rpm, build_rpm_custom, Contents};
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use verity_test_support::{openssl, run, s, text};
 
 fn rv(args: &[&str]) -> Output {
     Command::new(verity_test_support::bin!())
@@ -33,38 +20,8 @@ fn rv(args: &[&str]) -> Output {
         .expect("run rpm-verity")
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn openssl_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = dir.join("k.key.pem");
-    let cert = dir.join("k.cert.pem");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=misuse",
-            "-days",
-            "2",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    (key, cert)
+    openssl::rsa_key_cert(dir, "k", 2048, "misuse")
 }
 
 fn sign(key: &Path, cert: &Path, more: &[&str]) -> Output {
@@ -489,31 +446,19 @@ fn control_characters_in_file_names_are_escaped() {
 /// The files docs/misuse.md describes, in `src`.
 fn misuse_fixture(src: &Path, build: &Path) {
     for (name, cn) in [("k", "misuse"), ("other", "other")] {
-        run(Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            // A fixed 20-byte serial: openssl's random one is a byte shorter one time in 128,
-            // which changes the signature length and so the growth the table records.
-            .args(["-set_serial", "0x1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c"])
-            .args(["-subj", &format!("/CN={cn}"), "-keyout"])
-            .arg(src.join(format!("{name}.key")))
-            .arg("-out")
-            .arg(src.join(format!("{name}.crt"))));
+        let (key, crt) = (
+            src.join(format!("{name}.key")),
+            src.join(format!("{name}.crt")),
+        );
+        let subj = format!("/CN={cn}");
+        // A fixed 20-byte serial: openssl's random one is a byte shorter one time in 128,
+        // which changes the signature length and so the growth the table records.
+        let serial = Some("0x1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c");
+        let rsa = openssl::rsa(2048);
+        openssl::self_signed(src, s(&key), s(&crt), &rsa, &subj, 2, serial);
     }
-    run(Command::new("openssl")
-        .args([
-            "pkcs8",
-            "-topk8",
-            "-v2",
-            "aes-256-cbc",
-            "-passout",
-            "pass:secret",
-            "-in",
-        ])
-        .arg(src.join("k.key"))
-        .arg("-out")
-        .arg(src.join("enc.key")));
+    let (key, enc) = (src.join("k.key"), src.join("enc.key"));
+    openssl::encrypt_key(src, s(&key), s(&enc), "pass:secret");
     // Uncompressed, so that sizes in messages do not change from build to build.
     let one = build_rpm(build, "one", "w0.ufdio", Contents::ONE_FILE);
     let many = build_rpm(build, "many", "w19.zstdio", Contents::RPMSIGN_SAFE);

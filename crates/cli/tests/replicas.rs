@@ -12,23 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use verity_test_support::rpmbuild::build_rpm_custom;
+use verity_test_support::run;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpm-verity");
 const TOKEN: &str = "replica-test-token";
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn sh(dir: &Path, script: &str) {
     run(Command::new("bash")

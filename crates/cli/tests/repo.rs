@@ -8,13 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use verity_test_support::rpmbuild::build_rpm_custom;
+use verity_test_support::{openssl, run, s};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn output(cmd: &mut Command) -> Output {
@@ -22,37 +19,8 @@ fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn key_and_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = dir.join("repo.key.pem");
-    let cert = dir.join("repo.cert.pem");
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=repo test",
-        "-days",
-        "2",
-        "-keyout",
-        s(&key),
-        "-out",
-        s(&cert),
-    ]));
-    (key, cert)
+    openssl::rsa_key_cert(dir, "repo", 2048, "repo test")
 }
 
 /// Three binary packages (one with several files, a directory and a symlink) and a source

@@ -10,23 +10,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use verity_test_support::rpmbuild::{build_rpm, build_rpm_custom, Contents};
+use verity_test_support::{openssl, run, s};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn rv(args: &[&str]) -> Output {
@@ -37,13 +24,9 @@ fn rv_json(args: &[&str]) -> Value {
     serde_json::from_slice(&rv(args).stdout).unwrap()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// RSA key and self-signed certificate; `serial` (hex) fixed when given.
 fn cert(dir: &Path, name: &str, bits: u32, cn: &str, serial: Option<&str>) -> (PathBuf, PathBuf) {
-    key_and_cert(dir, name, &["-newkey", &format!("rsa:{bits}")], cn, serial)
+    key_and_cert(dir, name, &openssl::rsa(bits), cn, serial)
 }
 
 /// EC key on `curve` ("P-256", "P-384") and self-signed certificate.
@@ -54,35 +37,20 @@ fn ec_cert(
     cn: &str,
     serial: Option<&str>,
 ) -> (PathBuf, PathBuf) {
-    let curve = format!("ec_paramgen_curve:{curve}");
-    key_and_cert(
-        dir,
-        name,
-        &["-newkey", "ec", "-pkeyopt", &curve],
-        cn,
-        serial,
-    )
+    key_and_cert(dir, name, &openssl::ec(curve), cn, serial)
 }
 
 fn key_and_cert(
     dir: &Path,
     name: &str,
-    newkey: &[&str],
+    newkey: &[String],
     cn: &str,
     serial: Option<&str>,
 ) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key.pem"));
     let cert = dir.join(format!("{name}.cert.pem"));
-    let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-x509"])
-        .args(newkey)
-        .arg("-nodes")
-        .args(["-subj", &format!("/CN={cn}"), "-days", "2"])
-        .args(["-keyout", s(&key), "-out", s(&cert)]);
-    if let Some(serial) = serial {
-        cmd.args(["-set_serial", serial]);
-    }
-    run(&mut cmd);
+    let subj = format!("/CN={cn}");
+    openssl::self_signed(dir, s(&key), s(&cert), newkey, &subj, 2, serial);
     (key, cert)
 }
 

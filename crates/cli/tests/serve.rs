@@ -15,23 +15,11 @@ use fsverity::{FileDigest, HashAlgorithm};
 use serde_json::{json, Value};
 use verity_service::{Credentials, RemoteSigner, RemoteSignerOptions, RetryPolicy};
 use verity_signing::{Certificate, LocalSigner, Signer};
+use verity_test_support::openssl::{self, Issuer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpm-verity");
 const TOKEN: &str = "s3cret-token-for-builder";
 const TOKEN2: &str = "token-of-a-client-allowed-only-k2";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -61,42 +49,16 @@ impl Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("ext.cnf"), EXT).unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
+        let ec = openssl::ec("prime256v1");
         for ca in ["ca", "rogue"] {
-            let (keyout, csr, subj) = (
+            let (key, csr, crt) = (
                 format!("{ca}.key"),
                 format!("{ca}.csr"),
-                format!("/CN={ca} test CA"),
+                format!("{ca}.crt"),
             );
-            let mut a = vec!["req", "-new"];
-            a.extend(ec);
-            a.extend(["-keyout", &keyout, "-out", &csr, "-subj", &subj]);
-            openssl(d, &a);
-            openssl(
-                d,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &format!("{ca}.csr"),
-                    "-key",
-                    &format!("{ca}.key"),
-                    "-days",
-                    "30",
-                    "-extfile",
-                    "ext.cnf",
-                    "-extensions",
-                    "ca",
-                    "-out",
-                    &format!("{ca}.crt"),
-                ],
-            );
+            openssl::new_csr(d, &key, &csr, &ec, &format!("/CN={ca} test CA"));
+            let ext = Some(("ext.cnf", "ca"));
+            openssl::sign_csr(d, &csr, Issuer::SelfKey(&key), 30, ext, &crt);
         }
         let leaves = [
             ("server", "localhost", "ca", "server"),
@@ -105,82 +67,25 @@ impl Pki {
             ("intruder", "builder-01", "rogue", "client"),
         ];
         for (name, cn, ca, ext) in leaves {
-            let mut a = vec!["req", "-new"];
-            a.extend(ec);
-            let keyout = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            let subj = format!("/CN={cn}");
-            a.extend(["-keyout", &keyout, "-out", &csr, "-subj", &subj]);
-            openssl(d, &a);
-            openssl(
-                d,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    &format!("{ca}.crt"),
-                    "-CAkey",
-                    &format!("{ca}.key"),
-                    "-CAcreateserial",
-                    "-days",
-                    "30",
-                    "-extfile",
-                    "ext.cnf",
-                    "-extensions",
-                    ext,
-                    "-out",
-                    &format!("{name}.crt"),
-                ],
-            );
+            let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+            openssl::new_csr(d, &key, &csr, &ec, &format!("/CN={cn}"));
+            let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+            let issuer = Issuer::Ca {
+                cert: &ca_crt,
+                key: &ca_key,
+            };
+            let ext = Some(("ext.cnf", ext));
+            openssl::sign_csr(d, &csr, issuer, 30, ext, &format!("{name}.crt"));
         }
         for k in ["k1", "k2"] {
-            openssl(
-                d,
-                &[
-                    "genpkey",
-                    "-algorithm",
-                    "RSA",
-                    "-pkeyopt",
-                    "rsa_keygen_bits:2048",
-                    "-out",
-                    &format!("{k}.key"),
-                ],
-            );
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-x509",
-                    "-key",
-                    &format!("{k}.key"),
-                    "-subj",
-                    &format!("/CN=fsverity {k}/O=Throwaway"),
-                    "-days",
-                    "30",
-                    "-out",
-                    &format!("{k}.crt"),
-                ],
-            );
+            let (key, crt) = (format!("{k}.key"), format!("{k}.crt"));
+            openssl::genpkey_rsa(d, &key, 2048);
+            let subj = format!("/CN=fsverity {k}/O=Throwaway");
+            openssl::cert_for_key(d, &key, &crt, &subj, 30);
         }
         // k3: k1's key, encrypted, with a passphrase file.
         std::fs::write(d.join("k3.pass"), "correct horse battery staple\n").unwrap();
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-in",
-                "k1.key",
-                "-out",
-                "k3.key",
-                "-v2",
-                "aes-256-cbc",
-                "-passout",
-                "file:k3.pass",
-            ],
-        );
+        openssl::encrypt_key(d, "k1.key", "k3.key", "file:k3.pass");
         for f in [
             "ca.key",
             "rogue.key",
@@ -209,6 +114,13 @@ impl Pki {
 
     /// A config: builder-01 (cert or token) may use k1 and k3, builder-02 (cert) and the k2-only
     /// token client may use k2.
+    /// `serve` on a free port with the audit log `audit.jsonl` and `extra` configuration lines.
+    fn serve(&self, extra: &str) -> (PathBuf, Server) {
+        let log = self.path("audit.jsonl");
+        let server = Server::start(&self.config(&log, "127.0.0.1:0", extra), None);
+        (log, server)
+    }
+
     fn config(&self, audit_log: &Path, listen: &str, limits: &str) -> PathBuf {
         let cfg = format!(
             r#"listen = "{listen}"
@@ -389,6 +301,16 @@ fn agent(pki: &Pki, creds: &Creds) -> ureq::Agent {
         .new_agent()
 }
 
+/// What `GET /metrics` answers.
+fn metrics_text(a: &ureq::Agent, server: &Server) -> String {
+    a.get(&format!("{}/metrics", server.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
 /// POSTs `body` to the sign endpoint of `key`; returns (status, JSON answer).
 fn post_sign(
     agent: &ureq::Agent,
@@ -453,8 +375,7 @@ fn connect_with_retry(
 #[test]
 fn remote_signatures_are_byte_identical_to_local() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(&pki.config(&log, "127.0.0.1:0", ""), None);
+    let (log, server) = pki.serve("");
     let local = pki.local("k1");
     // 2300 digests: crosses the 1000-digest batch limit, and switches hash algorithm midway.
     let mut batch = digests(HashAlgorithm::Sha256, 1500, 1);
@@ -502,14 +423,11 @@ fn remote_signatures_are_byte_identical_to_local() {
 #[test]
 fn bad_requests_are_refused_logged_and_sign_nothing() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(
-        &pki.config(&log, "127.0.0.1:0", "max_body_bytes = 200000"),
-        None,
-    );
+    let (log, server) = pki.serve("max_body_bytes = 200000");
     let good = |n: usize| {
         json!({"hash_alg": "sha256", "digests": digests(HashAlgorithm::Sha256, n, 7).iter().map(|d| d.to_hex()).collect::<Vec<_>>()}).to_string().into_bytes()
     };
+    let body = |v: Value| v.to_string().into_bytes();
     let huge = vec![b' '; 300_000];
     let cases: Vec<Case> = vec![
         (
@@ -581,9 +499,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
             "bad hex",
             Creds::Token(TOKEN),
             "k1",
-            json!({"hash_alg": "sha256", "digests": ["zz".repeat(32)]})
-                .to_string()
-                .into_bytes(),
+            body(json!({"hash_alg": "sha256", "digests": ["zz".repeat(32)]})),
             400,
             "bad_hex",
             "digests[0] is not hex",
@@ -592,9 +508,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
             "wrong length",
             Creds::Token(TOKEN),
             "k1",
-            json!({"hash_alg": "sha512", "digests": ["ab".repeat(32)]})
-                .to_string()
-                .into_bytes(),
+            body(json!({"hash_alg": "sha512", "digests": ["ab".repeat(32)]})),
             400,
             "wrong_digest_length",
             "has 32 bytes; sha512 digests have 64",
@@ -603,9 +517,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
             "unknown alg",
             Creds::Token(TOKEN),
             "k1",
-            json!({"hash_alg": "md5", "digests": ["ab".repeat(16)]})
-                .to_string()
-                .into_bytes(),
+            body(json!({"hash_alg": "md5", "digests": ["ab".repeat(16)]})),
             400,
             "unknown_hash_alg",
             "md5",
@@ -653,13 +565,7 @@ fn bad_requests_are_refused_logged_and_sign_nothing() {
     }
 
     assert_eq!(signed_count(&audit_lines(&log)), 0, "nothing was signed");
-    let metrics = agent(&pki, &Creds::None)
-        .get(&format!("{}/metrics", server.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics_text(&agent(&pki, &Creds::None), &server);
     assert!(
         !metrics.contains("rpm_verity_serve_signatures_total{"),
         "{metrics}"
@@ -919,11 +825,7 @@ fn refuses_to_sign_when_the_audit_log_cannot_be_written() {
 #[test]
 fn sigterm_finishes_in_flight_requests() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(
-        &pki.config(&log, "127.0.0.1:0", "per_client_concurrency = 1"),
-        None,
-    );
+    let (log, server) = pki.serve("per_client_concurrency = 1");
     let creds = Creds::Token(TOKEN);
     let a = agent(&pki, &creds);
     // Health and metrics answer without credentials.
@@ -1234,15 +1136,9 @@ fn agent_tls(pki: &Pki) -> ureq::tls::TlsConfig {
 #[test]
 fn idle_connections_cannot_keep_clients_out() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(
-        &pki.config(
-            &log,
-            "127.0.0.1:0",
-            "max_connections = 8\nmax_connections_per_peer = 8\nhandshake_timeout_secs = 2\n\
+    let (_, server) = pki.serve(
+        "max_connections = 8\nmax_connections_per_peer = 8\nhandshake_timeout_secs = 2\n\
              first_request_timeout_secs = 2\nidle_timeout_secs = 3",
-        ),
-        None,
     );
     let mut plain: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
@@ -1310,15 +1206,7 @@ fn idle_connections_cannot_keep_clients_out() {
 #[test]
 fn one_peer_cannot_take_every_connection() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(
-        &pki.config(
-            &log,
-            "127.0.0.1:0",
-            "max_connections = 8\nmax_connections_per_peer = 3",
-        ),
-        None,
-    );
+    let (_, server) = pki.serve("max_connections = 8\nmax_connections_per_peer = 3");
     let _held: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
         .collect();
@@ -1349,8 +1237,7 @@ fn one_peer_cannot_take_every_connection() {
 #[test]
 fn refusals_cannot_flood_the_audit_log() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(&pki.config(&log, "127.0.0.1:0", ""), None);
+    let (log, server) = pki.serve("");
     let a = agent(&pki, &Creds::None);
     let name = format!("%1b%5b31m%0a{}", "A".repeat(60_000));
     const FLOOD: usize = 200;
@@ -1391,13 +1278,7 @@ fn refusals_cannot_flood_the_audit_log() {
         text.len(),
         FLOOD + 1
     );
-    let metrics = a
-        .get(&format!("{}/metrics", server.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics_text(&a, &server);
     assert!(
         metrics.contains(&format!(
             "rpm_verity_serve_audit_refusals_unlogged_total {unlogged}\n"
@@ -1411,11 +1292,7 @@ fn refusals_cannot_flood_the_audit_log() {
 #[test]
 fn refusals_of_large_bodies_reach_curl() {
     let pki = Pki::new();
-    let log = pki.path("audit.jsonl");
-    let server = Server::start(
-        &pki.config(&log, "127.0.0.1:0", "max_body_bytes = 200000"),
-        None,
-    );
+    let (_, server) = pki.serve("max_body_bytes = 200000");
     let huge = pki.path("huge.json");
     std::fs::write(&huge, vec![b' '; 300_000]).unwrap();
     let data = format!("@{}", huge.display());
@@ -1675,28 +1552,11 @@ fn remote_ecdsa_signing_matches_local() {
     let mut extra = String::new();
     for (name, curve) in [("p256", "P-256"), ("p384", "P-384")] {
         let key = format!("{name}.key");
-        let curve = format!("ec_paramgen_curve:{curve}");
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                &curve,
-                "-out",
-                &key,
-            ],
-        );
+        openssl::genpkey_ec(d, &key, curve);
         chmod(&d.join(&key), 0o600);
         let subj = format!("/CN=fsverity {name}/O=Throwaway");
         let crt = format!("{name}.crt");
-        openssl(
-            d,
-            &[
-                "req", "-x509", "-key", &key, "-subj", &subj, "-days", "30", "-out", &crt,
-            ],
-        );
+        openssl::cert_for_key(d, &key, &crt, &subj, 30);
         extra.push_str(&format!(
             "[[key]]\nname = \"{name}\"\nkey = \"{key}\"\ncert = \"{crt}\"\n"
         ));

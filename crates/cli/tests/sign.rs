@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use verity_test_support::{openssl, run, s};
+
 use rpm_format::{tags, Package};
 use support::{
     build_rpm, build_rpm_custom, rpm2cpio_extract, rpmsign_verity, signing_setup, Contents,
@@ -23,21 +25,7 @@ const PAYLOADS: [&str; 6] = [
 ];
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    verity_test_support::bin!()
 }
 
 fn rv(args: &[&str]) -> Output {
@@ -47,29 +35,72 @@ fn rv(args: &[&str]) -> Output {
         .expect("run rpm-verity")
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `dir/<name>.key.pem`, `dir/<name>.cert.pem`: RSA of `bits`, subject `/CN=<name>`.
+fn openssl_key(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
+    openssl::rsa_key_cert(dir, name, bits, name)
 }
 
-fn openssl_key(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.key.pem"));
-    let cert = dir.join(format!("{name}.cert.pem"));
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        &format!("rsa:{bits}"),
-        "-nodes",
-        "-subj",
-        &format!("/CN={name}"),
-        "-days",
-        "2",
-        "-keyout",
-        s(&key),
-        "-out",
-        s(&cert),
-    ]));
-    (key, cert)
+/// The command succeeded; else the test fails with its stderr.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The command succeeded: its stdout; else the test fails with both outputs.
+fn ok_stdout(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// `enable --dry-run --json --all` of an installed root, trusting `cert`.
+fn enable_dry_run(root: &Path, cert: &Path) -> serde_json::Value {
+    let out = rv(&[
+        "enable",
+        "--root",
+        s(root),
+        "--dry-run",
+        "--cert",
+        s(cert),
+        "--json",
+        "--all",
+    ]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `verify --cert CERT PKG` succeeds; else the test fails with what it printed.
+fn verify_ok(cert: &Path, pkg: &Path) {
+    let out = rv(&["verify", "--cert", s(cert), s(pkg)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `verify --json --cert CERT PKG`.
+fn verify_json(cert: &Path, pkg: &Path) -> serde_json::Value {
+    let out = rv(&["verify", "--json", "--cert", s(cert), s(pkg)]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The package's files and the fs-verity signature of each (tag 276, which must be there).
+fn files_and_signatures(p: &Package<fs::File>) -> (rpm_format::FileList, Vec<Vec<u8>>) {
+    let files = p.files().unwrap();
+    let sigs = verity_package::VeritySignatures::read(p.signature.header())
+        .unwrap()
+        .expect("tag 276 present")
+        .all()
+        .unwrap();
+    (files, sigs)
 }
 
 fn sig_header(pkg: &Path) -> rpm_format::SignatureHeader {
@@ -114,12 +145,7 @@ fn rpmkeys_verdicts(pkg: &Path) -> String {
 /// computes for the file rpm2cpio extracts (empty digest for what has no content).
 fn check_with_openssl(dir: &Path, pkg: &Path, cert: &Path, alg: &str) {
     let p = Package::open_unverified(fs::File::open(pkg).unwrap()).unwrap();
-    let files = p.files().unwrap();
-    let sigs = verity_package::VeritySignatures::read(p.signature.header())
-        .unwrap()
-        .expect("tag 276 present")
-        .all()
-        .unwrap();
+    let (files, sigs) = files_and_signatures(&p);
     assert_eq!(sigs.len(), files.len(), "one signature per header file");
     let ex = dir.join(format!(
         "extract-{}",
@@ -351,22 +377,7 @@ fn tags_identical_to_rpmsign_rsa4096_and_sha512() {
             key: key.clone(),
             cert: cert.clone(),
         };
-        let mut cmd = Command::new("rpmsign");
-        cmd.env("GNUPGHOME", &s2.gpg_home)
-            .arg("--addsign")
-            .arg("--signverity")
-            .arg(format!("--fskpath={}", key.display()))
-            .arg(format!("--certpath={}", cert.display()))
-            .arg(format!("--verityalgo={alg}"));
-        for d in [
-            "_gpg_name rpm-format test".to_string(),
-            "__gpg /usr/bin/gpg".to_string(),
-            format!("_gpg_path {}", s2.gpg_home.display()),
-            "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback".to_string(),
-        ] {
-            cmd.arg("--define").arg(d);
-        }
-        run(cmd.arg(&theirs));
+        support::rpmsign_verity_alg(&s2, &theirs, Some(alg));
         let out = rv(&[
             "sign",
             "--key",
@@ -377,11 +388,7 @@ fn tags_identical_to_rpmsign_rsa4096_and_sha512() {
             alg,
             s(&ours),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         assert_eq!(
             verity_tags(&ours),
             verity_tags(&theirs),
@@ -403,19 +410,10 @@ fn hardlinks_and_ghosts_signed_where_rpmsign_crashes() {
     let ours = dir.join("links-signed.rpm");
     fs::copy(&orig, &ours).unwrap();
     let out = rv(&["sign", "--key", s(&key), "--cert", s(&cert), s(&ours)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     check_signed(dir, &orig, &ours, &cert, "sha256");
     let p = Package::open_unverified(fs::File::open(&ours).unwrap()).unwrap();
-    let files = p.files().unwrap();
-    let sigs = verity_package::VeritySignatures::read(p.signature.header())
-        .unwrap()
-        .expect("tag 276 present")
-        .all()
-        .unwrap();
+    let (files, sigs) = files_and_signatures(&p);
     let set = files
         .hardlink_sets()
         .first()
@@ -475,11 +473,7 @@ fn many_files_output_dir_json_resign_and_delete() {
         "--json",
         s(&orig),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(
         fs::read(&orig).unwrap(),
         before,
@@ -510,11 +504,7 @@ fn many_files_output_dir_json_resign_and_delete() {
 
     // --delete removes the tags; the package is as rpm would have it without them.
     let out = rv(&["sign", "--delete", s(&signed)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(verity_tags(&signed), (None, None));
     assert_eq!(main_and_payload(&orig), main_and_payload(&signed));
     let out = rv(&["verify", "--cert", s(&cert2), s(&signed)]);
@@ -798,17 +788,8 @@ fn source_packages_skipped_unless_asked() {
         "--include-source",
         s(&srpm),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rv(&["verify", "--cert", s(&cert), s(&srpm)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_ok(&out);
+    verify_ok(&cert, &srpm);
 }
 
 /// A package with a program, a script, a shared library and two data files.
@@ -864,12 +845,7 @@ fn only_selected_files_signed() {
         s(&exe),
         s(&pkg),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ok_stdout(&out);
     assert!(text.contains("(3 left unsigned by"), "{text}");
     let signed = exe.join(pkg.file_name().unwrap());
     let entries = rpm_signed_entries(&signed);
@@ -887,12 +863,7 @@ fn only_selected_files_signed() {
 
     // verify: the unselected files are unsigned by policy, and the package is OK.
     let out = rv(&["verify", "-v", "--cert", s(&cert), s(&signed)]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ok_stdout(&out);
     assert!(
         text.contains("UNSIGNED-BY-POLICY /usr/share/mixed/notes.txt"),
         "{text}"
@@ -925,21 +896,12 @@ fn only_selected_files_signed() {
         "**/*.txt",
         s(&by_path),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let entries = rpm_signed_entries(&by_path);
     assert!(entries["/usr/bin/tool"] && entries["/usr/share/mixed/data.bin"]);
     assert!(!entries["/usr/bin/script"] && !entries["/usr/share/mixed/notes.txt"]);
     assert!(!entries["/usr/lib64/libmixed.so.1"]);
-    let out = rv(&["verify", "--cert", s(&cert), s(&by_path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify_ok(&cert, &by_path);
     // The same into --output-dir: the copy beside hashing predicts the selected layout.
     let copies = d.join("copies");
     fs::create_dir(&copies).unwrap();
@@ -955,39 +917,19 @@ fn only_selected_files_signed() {
         s(&copies),
         s(&pkg),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let copy = copies.join(pkg.file_name().unwrap());
     let entries = rpm_signed_entries(&copy);
     assert_eq!(entries.values().filter(|&&b| b).count(), 1, "{entries:?}");
     assert!(entries["/usr/bin/tool"]);
     assert_eq!(main_and_payload(&pkg), main_and_payload(&copy));
     run(Command::new("rpm").arg("-K").arg(&copy));
-    let out = rv(&["verify", "--cert", s(&cert), s(&copy)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify_ok(&cert, &copy);
 
     // rpm installs it, and enable/audit count the unselected files as unsigned by policy.
     let root = d.join("root");
     verity_test_support::installed::install_into(&root, &[&signed]);
-    let out = rv(&[
-        "enable",
-        "--root",
-        s(&root),
-        "--dry-run",
-        "--cert",
-        s(&cert),
-        "--json",
-        "--all",
-    ]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let doc = enable_dry_run(&root, &cert);
     assert_eq!(doc["skipped"]["unsigned-by-policy"], 3, "{doc}");
     assert!(doc["skipped"].get("unsigned").is_none(), "{doc}");
     assert_eq!(
@@ -1026,30 +968,14 @@ fn key_from_rpm_macros_and_fskpass() {
         .env_remove("RPM_VERITY_KEY_PASS")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&pkg)]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ok(&out);
+    let doc = verify_json(&cert, &pkg);
     assert_eq!(doc["packages"][0]["ok"], true, "{doc}");
     assert_eq!(doc["packages"][0]["algorithm"], "sha512", "{doc}");
 
     // An encrypted key named by the macro, --fskpass, the passphrase in the environment.
     let enc = d.join("enc.pem");
-    run(Command::new("openssl").args([
-        "pkcs8",
-        "-topk8",
-        "-v2",
-        "aes-256-cbc",
-        "-in",
-        s(&key),
-        "-passout",
-        "pass:open sesame",
-        "-out",
-        s(&enc),
-    ]));
+    openssl::encrypt_key(d, s(&key), s(&enc), "pass:open sesame");
     fs::write(
         home.join(".rpmmacros"),
         format!(
@@ -1065,13 +991,8 @@ fn key_from_rpm_macros_and_fskpass() {
         .env("RPM_VERITY_KEY_PASS", "open sesame")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rv(&["verify", "--json", "--cert", s(&cert), s(&pkg)]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ok(&out);
+    let doc = verify_json(&cert, &pkg);
     assert_eq!(doc["packages"][0]["ok"], true, "{doc}");
     assert_eq!(doc["packages"][0]["algorithm"], "sha256", "{doc}");
 
@@ -1091,28 +1012,8 @@ fn key_from_rpm_macros_and_fskpass() {
 fn openssl_ec_key(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.crt"));
-    run(Command::new("openssl").args([
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        &format!("ec_paramgen_curve:{curve}"),
-        "-out",
-        s(&key),
-    ]));
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        s(&key),
-        "-subj",
-        "/CN=rpm-format test",
-        "-days",
-        "1",
-        "-out",
-        s(&cert),
-    ]));
+    openssl::genpkey_ec(dir, s(&key), curve);
+    openssl::cert_for_key(dir, s(&key), s(&cert), "/CN=rpm-format test", 1);
     (key, cert)
 }
 
@@ -1172,11 +1073,7 @@ fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
                     alg,
                     s(&ours),
                 ]);
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                assert_ok(&out);
                 signed.push(fs::read(&ours).unwrap());
                 // And into an output directory (the early copy beside hashing).
                 let outdir = dir.join(format!("out{round}"));
@@ -1194,11 +1091,7 @@ fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
                     s(&outdir),
                     s(orig),
                 ]);
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                assert_ok(&out);
                 let copy = fs::read(outdir.join(name)).unwrap();
                 assert_eq!(
                     copy, signed[round],
@@ -1250,22 +1143,7 @@ fn ecdsa_signing_is_reproducible_and_accepted_by_rpm_and_rpmsign_and_openssl() {
             key: key.clone(),
             cert: cert.clone(),
         };
-        let mut cmd = Command::new("rpmsign");
-        cmd.env("GNUPGHOME", &ec_setup.gpg_home)
-            .arg("--addsign")
-            .arg("--signverity")
-            .arg(format!("--fskpath={}", key.display()))
-            .arg(format!("--certpath={}", cert.display()))
-            .arg(format!("--verityalgo={alg}"));
-        for d in [
-            "_gpg_name rpm-format test".to_string(),
-            "__gpg /usr/bin/gpg".to_string(),
-            format!("_gpg_path {}", ec_setup.gpg_home.display()),
-            "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback".to_string(),
-        ] {
-            cmd.arg("--define").arg(d);
-        }
-        run(cmd.arg(&theirs));
+        support::rpmsign_verity_alg(&ec_setup, &theirs, Some(alg));
         let out = rv(&["verify", "--cert", s(&cert), s(&theirs)]);
         assert!(
             out.status.success(),
@@ -1346,12 +1224,7 @@ fn executables_sign_programs_libraries_and_scripts() {
         s(&out_dir),
         s(&pkg),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok_stdout(&out);
     let signed = out_dir.join(pkg.file_name().unwrap());
     let entries = rpm_signed_entries(&signed);
     let got: Vec<(&str, bool)> = entries.iter().map(|(p, &b)| (p.as_str(), b)).collect();
@@ -1378,12 +1251,7 @@ fn executables_sign_programs_libraries_and_scripts() {
     let first = sigs.lines().find(|l| !l.is_empty()).unwrap_or_default();
     assert!(first.starts_with("MII"), "{sigs}");
     assert_eq!(sigs.lines().filter(|l| *l == first).count(), 4, "{sigs}");
-    let out = rv(&["verify", "--cert", s(&cert), s(&signed)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify_ok(&cert, &signed);
 
     let root = d.join("root");
     verity_test_support::installed::install_into(&root, &[&signed]);
@@ -1396,18 +1264,7 @@ fn executables_sign_programs_libraries_and_scripts() {
         "exekinds",
     ]));
     assert!(String::from_utf8_lossy(&q.stdout).starts_with("exekinds-1.0-1"));
-    let out = rv(&[
-        "enable",
-        "--root",
-        s(&root),
-        "--dry-run",
-        "--cert",
-        s(&cert),
-        "--json",
-        "--all",
-    ]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let doc = enable_dry_run(&root, &cert);
     assert_eq!(doc["skipped"]["unsigned-by-policy"], 3, "{doc}");
     let files: Vec<&str> = doc["files"]
         .as_array()

@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use verity_test_support::openssl::{cert_for_key, encrypt_key, genpkey_ec, openssl};
+use verity_test_support::s;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rpm-verity");
 
 fn data(name: &str) -> PathBuf {
@@ -17,10 +20,6 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n)
         .map(|i| ((i % 11) + (i % 439) + (i % 1103)) as u8)
         .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn run(cmd: &str, args: &[&str]) -> Output {
@@ -41,32 +40,40 @@ fn ok(cmd: &str, args: &[&str]) -> Output {
     out
 }
 
-fn openssl(args: &[&str]) {
-    ok("openssl", args);
-}
-
 /// RSA key of `bits` (PKCS#8 PEM, `NAME.key`), its PKCS#1 form (`NAME.pkcs1`) and a self-signed
 /// certificate (`NAME.crt`).
 fn make_key(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let pkcs1 = dir.join(format!("{name}.pkcs1"));
     let cert = dir.join(format!("{name}.crt"));
-    openssl(&["genrsa", "-out", s(&key), &bits.to_string()]);
-    openssl(&["rsa", "-in", s(&key), "-traditional", "-out", s(&pkcs1)]);
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        s(&key),
-        "-subj",
-        &format!("/CN={name}"),
-        "-days",
-        "1",
-        "-out",
-        s(&cert),
-    ]);
+    openssl(dir, &["genrsa", "-out", s(&key), &bits.to_string()]);
+    openssl(
+        dir,
+        &["rsa", "-in", s(&key), "-traditional", "-out", s(&pkcs1)],
+    );
+    cert_for_key(dir, s(&key), s(&cert), &format!("/CN={name}"), 1);
     (key, pkcs1, cert)
+}
+
+/// `openssl smime -verify` arguments: the DER signature `sig` over `content`, by `cert`'s key
+/// (no chain checked).
+fn smime_verify<'a>(sig: &'a Path, content: &'a Path, cert: &'a Path) -> [&'a str; 14] {
+    [
+        "smime",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        s(sig),
+        "-content",
+        s(content),
+        "-noverify",
+        "-certfile",
+        s(cert),
+        "-out",
+        "/dev/null",
+    ]
 }
 
 /// Names of files in `dir`, to check that failures leave nothing behind (not even temp files).
@@ -188,18 +195,7 @@ fn encrypted_key_with_passphrase() {
     let d = dir.path();
     let (key, _, cert) = make_key(d, "k", 2048);
     let enc = d.join("enc.pem");
-    openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-v2",
-        "aes-256-cbc",
-        "-in",
-        s(&key),
-        "-passout",
-        "pass:open sesame",
-        "-out",
-        s(&enc),
-    ]);
+    encrypt_key(d, s(&key), s(&enc), "pass:open sesame");
     let pass = d.join("pass");
     std::fs::write(&pass, "open sesame\n").unwrap();
     let input = d.join("in");
@@ -284,18 +280,7 @@ fn bad_input_fails_cleanly() {
     let (key, _, cert) = make_key(k, "a", 2048);
     let (_, _, other_cert) = make_key(k, "b", 2048);
     let enc = k.join("enc.pem");
-    openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-v2",
-        "aes-256-cbc",
-        "-in",
-        s(&key),
-        "-passout",
-        "pass:pw",
-        "-out",
-        s(&enc),
-    ]);
+    encrypt_key(k, s(&key), s(&enc), "pass:pw");
     let wrong_pass = k.join("wrong");
     std::fs::write(&wrong_pass, "nope\n").unwrap();
     let garbage = k.join("garbage.pem");
@@ -452,29 +437,9 @@ fn make_ec_key(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf, PathBu
     let key = dir.join(format!("{name}.key"));
     let sec1 = dir.join(format!("{name}.sec1"));
     let cert = dir.join(format!("{name}.crt"));
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        &format!("ec_paramgen_curve:{curve}"),
-        "-out",
-        s(&key),
-    ]);
-    openssl(&["ec", "-in", s(&key), "-out", s(&sec1)]);
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        s(&key),
-        "-subj",
-        "/CN=fsverity-test",
-        "-days",
-        "1",
-        "-out",
-        s(&cert),
-    ]);
+    genpkey_ec(dir, s(&key), curve);
+    openssl(dir, &["ec", "-in", s(&key), "-out", s(&sec1)]);
+    cert_for_key(dir, s(&key), s(&cert), "/CN=fsverity-test", 1);
     (key, sec1, cert)
 }
 
@@ -552,47 +517,11 @@ fn ecdsa_signatures_are_deterministic_and_verify_with_openssl() {
                 let fmt = d.join("formatted");
                 std::fs::write(&fmt, &formatted).unwrap();
                 let sig = d.join("ec0.sig");
-                ok(
-                    "openssl",
-                    &[
-                        "smime",
-                        "-verify",
-                        "-binary",
-                        "-inform",
-                        "DER",
-                        "-in",
-                        s(&sig),
-                        "-content",
-                        s(&fmt),
-                        "-noverify",
-                        "-certfile",
-                        s(&cert),
-                        "-out",
-                        "/dev/null",
-                    ],
-                );
+                ok("openssl", &smime_verify(&sig, &fmt, &cert));
                 // Another digest does not verify.
                 std::fs::write(&fmt, [&formatted[..formatted.len() - 1], &[0x5a]].concat())
                     .unwrap();
-                let bad = run(
-                    "openssl",
-                    &[
-                        "smime",
-                        "-verify",
-                        "-binary",
-                        "-inform",
-                        "DER",
-                        "-in",
-                        s(&sig),
-                        "-content",
-                        s(&fmt),
-                        "-noverify",
-                        "-certfile",
-                        s(&cert),
-                        "-out",
-                        "/dev/null",
-                    ],
-                );
+                let bad = run("openssl", &smime_verify(&sig, &fmt, &cert));
                 assert!(
                     !bad.status.success(),
                     "{curve} {hash}: tampered digest verified"

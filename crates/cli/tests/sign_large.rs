@@ -8,33 +8,16 @@ use verity_test_support::rpmbuild as support;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use rpm_format::{tags, Package};
 use support::build_rpm_custom;
+use verity_test_support::{openssl, run, s};
 
 /// Over 4 GiB and not a multiple of the block size, so the last block is partial.
 const BIG: u64 = (4 << 30) + 4096 * 5 + 11;
 const HEAD: &[u8] = b"start of the big file\n";
 const TAIL: &[u8] = b"END";
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The same bytes rpmbuild packs: HEAD, a hole, TAIL at the very end.
 fn make_sparse(path: &Path) {
@@ -107,21 +90,8 @@ fn sign_package_with_file_over_4gib() {
     let signed = dir.join("signed.rpm");
     fs::copy(&rpm, &signed).unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=sign_large",
-        "-days",
-        "2",
-        "-keyout",
-        s(&key),
-        "-out",
-        s(&cert),
-    ]));
+    let rsa = openssl::rsa(2048);
+    openssl::self_signed(dir, s(&key), s(&cert), &rsa, "/CN=sign_large", 2, None);
     let t0 = std::time::Instant::now();
     let out = run(Command::new(env!("CARGO_BIN_EXE_rpm-verity"))
         .args(["sign", "--key", s(&key), "--cert", s(&cert)])

@@ -18,11 +18,7 @@ fn trigger_without_proc_says_so_and_fails() {
     let td = tempfile::tempdir().unwrap();
     let t = td.path();
     let stripped = t.join("rpm-verity");
-    run(Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(bin()));
+    verity_test_support::strip_debug(Path::new(bin()), &stripped);
     let rv_rpm = rpmbuild::build_rpm_verity_package(t, &stripped);
 
     // A signed package whose files the trigger should have enabled.

@@ -13,38 +13,20 @@
 //! Needs qemu, busybox, openssl, fsverity, keyctl, e2fsprogs, rpm/rpmbuild and setpriv on the
 //! host; nothing is mocked.
 use verity_test_support::rpmbuild as support;
-use verity_test_support::vm as support_vm;
 
-use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-use support_vm::{make_cert, pattern, repo_root};
+use verity_test_support::vm::{
+    args, boot as boot_ok, der, fsverity_digest, fsverity_sign, make_cert, mkfs_ext4, pattern,
+    repo_root, run, stdout, vm_output,
+};
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout).unwrap()
+    verity_test_support::bin!()
 }
 
 /// The description the kernel gives the cert, computed independently of our code: "O: CN:
@@ -65,22 +47,6 @@ fn expected_description(cert: &Path, name: &str) -> String {
     format!("Throwaway: rpm-verity boot {name}: {skid}")
 }
 
-fn fsverity_digest(file: &Path) -> String {
-    let out = stdout(Command::new("fsverity").arg("digest").arg(file));
-    out.split_whitespace().next().unwrap().to_string()
-}
-
-fn fsverity_sign(file: &Path, out: &Path, key: &Path, cert: &Path) {
-    run(Command::new("fsverity")
-        .arg("sign")
-        .arg(file)
-        .arg(out)
-        .arg("--key")
-        .arg(key)
-        .arg("--cert")
-        .arg(cert));
-}
-
 /// Copy `exe`'s shared libraries (as `ldd` lists them) into `root` at the same paths.
 fn copy_libs(exe: &Path, root: &Path) {
     let out = stdout(Command::new("ldd").arg(exe));
@@ -92,97 +58,6 @@ fn copy_libs(exe: &Path, root: &Path) {
         fs::create_dir_all(dst.parent().unwrap()).unwrap();
         run(Command::new("cp").arg("-L").arg(word).arg(&dst));
     }
-}
-
-/// `STEP name rc=N: output` and `JSON name {...}` lines from a guest.
-struct Guest {
-    steps: HashMap<String, (i32, String)>,
-    json: HashMap<String, Value>,
-    out: String,
-}
-
-impl Guest {
-    fn parse(out: &str) -> Self {
-        let mut steps = HashMap::new();
-        let mut json = HashMap::new();
-        for line in out.lines() {
-            if let Some(rest) = line.strip_prefix("STEP ") {
-                let (name, rest) = rest.split_once(" rc=").expect("step line");
-                let (rc, text) = rest
-                    .split_once(": ")
-                    .unwrap_or((rest.trim_end_matches(':'), ""));
-                steps.insert(name.to_string(), (rc.parse().unwrap(), text.to_string()));
-            } else if let Some(rest) = line.strip_prefix("JSON ") {
-                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                let v = serde_json::from_str(text)
-                    .unwrap_or_else(|e| panic!("JSON {name}: {e}: {text}"));
-                json.insert(name.to_string(), v);
-            }
-        }
-        Guest {
-            steps,
-            json,
-            out: out.to_string(),
-        }
-    }
-
-    fn get(&self, name: &str) -> &(i32, String) {
-        self.steps
-            .get(name)
-            .unwrap_or_else(|| panic!("step {name} missing in guest output:\n{}", self.out))
-    }
-
-    fn ok(&self, name: &str) -> &str {
-        let (rc, out) = self.get(name);
-        assert_eq!(*rc, 0, "step {name} failed: {out}");
-        out
-    }
-
-    fn fails(&self, name: &str, rc_want: i32, needle: &str) {
-        let (rc, out) = self.get(name);
-        assert_eq!(*rc, rc_want, "step {name}: {out}");
-        assert!(
-            out.contains(needle),
-            "step {name}: want {needle:?} in {out}"
-        );
-    }
-
-    fn json(&self, name: &str) -> &Value {
-        self.json
-            .get(name)
-            .unwrap_or_else(|| panic!("JSON {name} missing in guest output:\n{}", self.out))
-    }
-}
-
-fn vm(args: &[OsString]) -> Output {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/vm/run.sh"))
-        .args(args)
-        .output()
-        .expect("run tests/vm/run.sh");
-    // Shown by libtest only when the test fails.
-    println!(
-        "guest output:\n{}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn boot_ok(args: &[OsString]) -> Guest {
-    let out = vm(args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{text}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Guest::parse(&text)
-}
-
-fn args(list: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    list.iter().map(|a| a.as_ref().to_os_string()).collect()
 }
 
 fn keys_of(v: &Value) -> Vec<String> {
@@ -209,11 +84,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
     fs::create_dir(&certs).unwrap();
     let bundle = [fs::read(&cert1).unwrap(), fs::read(&cert2).unwrap()].concat();
     fs::write(certs.join("bundle.pem"), bundle).unwrap();
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&cert1)
-        .arg("-out")
-        .arg(certs.join("cert1.der")));
+    der(&cert1, &certs.join("cert1.der"));
     fs::write(certs.join("README"), "certificates for the test\n").unwrap();
     // /etc/rpm-verity as the boot integration sees it: one cert, require_signatures on.
     let etc = t.join("etc-rpm-verity");
@@ -223,11 +94,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
 
     // --- the binary under test and its package --------------------------------------------------
     let stripped = t.join("rpm-verity");
-    run(Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(bin()));
+    verity_test_support::strip_debug(Path::new(bin()), &stripped);
     let rv_rpm = support::build_rpm_verity_package(t, &stripped);
 
     // --- a package signed by `rpm-verity sign` ----------------------------------------------------
@@ -329,18 +196,10 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
 
     let img = t.join("root.img");
     let img2 = t.join("noverity.img");
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
-        .arg(&root)
-        .arg(&img)
-        .arg("192M"));
+    mkfs_ext4(&root, &img, true, "192M");
     let empty = t.join("empty");
     fs::create_dir(&empty).unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "^verity", "-b", "4096", "-d"])
-        .arg(&empty)
-        .arg(&img2)
-        .arg("8M"));
+    mkfs_ext4(&empty, &img2, false, "8M");
 
     let rv_bin = format!("{}:/usr/bin/rpm-verity", stripped.display());
     let file = |src: &Path, dst: &str| format!("{}:{dst}", src.display());
@@ -378,7 +237,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
     ]));
 
     // status, fresh keyring: the configured cert is visibly missing.
-    let st = g.json("status-fresh");
+    let st = g.json_line("status-fresh");
     assert_eq!(st["kernel"]["builtin_signatures"], true, "{st}");
     assert_eq!(st["kernel"]["fs_verity"], true, "{st}");
     assert_eq!(st["kernel"]["keyring_present"], true, "{st}");
@@ -407,10 +266,10 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
         "{text}"
     );
     assert!(text.contains("NOT LOADED"), "{text}");
-    let tmp = g.json("status-tmpfs");
+    let tmp = g.json_line("status-tmpfs");
     assert_eq!(tmp["path"]["fs_type"], "tmpfs", "{tmp}");
     assert_eq!(tmp["path"]["verity"], "unsupported", "{tmp}");
-    let nov = g.json("status-noverity");
+    let nov = g.json_line("status-noverity");
     assert_eq!(nov["path"]["verity"], "feature-off", "{nov}");
     assert_eq!(nov["path"]["ext4"]["verity_feature"], false, "{nov}");
     assert!(
@@ -440,14 +299,14 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
         "{}",
         g.ok("load-again")
     );
-    let mut keys = keys_of(g.json("list-json"));
+    let mut keys = keys_of(&g.json_line("list-json"));
     keys.sort();
     let mut want = vec![desc1.clone(), desc2.clone()];
     want.sort();
     assert_eq!(keys, want, "exactly the two certs, each once");
     assert!(g.ok("list-text").ends_with("2 key(s) in .fs-verity"));
     g.fails("load-explicit-notcert", 1, "not a certificate file");
-    let again = g.json("load-again-json");
+    let again = g.json_line("load-again-json");
     assert_eq!(again["entries"][0]["status"], "already-loaded", "{again}");
     assert_eq!(again["loaded"], 0, "{again}");
     g.fails("load-missing-dir", 1, "certificate directory /nonexistent");
@@ -468,7 +327,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
     g.fails("reqsig-bad-file", 1, "expected on or off");
     g.fails("nonroot-load", 1, "run this as root");
     g.fails("nonroot-reqsig", 1, "run this as root");
-    let st = g.json("status-loaded");
+    let st = g.json_line("status-loaded");
     assert_eq!(st["certs"]["certs"][0]["loaded"], true, "{st}");
     assert_eq!(st["problems"].as_array().unwrap().len(), 0, "{st}");
 
@@ -480,7 +339,7 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
         g.ok("measure-init"),
         format!("{init_digest} /mnt/sbin/init")
     );
-    let si = g.json("status-init");
+    let si = g.json_line("status-init");
     assert_eq!(si["path"]["file_verity"], true, "{si}");
     assert_eq!(si["path"]["file_digest"], init_digest.as_str(), "{si}");
 
@@ -505,7 +364,10 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
     assert_eq!(g.ok("reqsig-before-hook"), "0");
     let hook = g.ok("dracut-hook");
     assert!(hook.contains("1 loaded"), "{hook}");
-    assert_eq!(keys_of(g.json("list-after-hook")), vec![desc1.clone()]);
+    assert_eq!(
+        keys_of(&g.json_line("list-after-hook")),
+        vec![desc1.clone()]
+    );
     assert_eq!(g.ok("reqsig-after-hook"), "1");
 
     // --- boot 2: the initramfs-tools hook loads the cert before switch_root ---------------------
@@ -543,14 +405,17 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
 
     // --- boot 3: no hook, so init cannot be executed --------------------------------------------
     let console = t.join("console.log");
-    let out = vm(&args(&[
-        &"--disk",
-        &img,
-        &"--console",
-        &console,
-        &"--switch-root",
-        &"/sbin/init",
-    ]));
+    let out = vm_output(
+        "run.sh",
+        args(&[
+            &"--disk",
+            &img,
+            &"--console",
+            &console,
+            &"--switch-root",
+            &"/sbin/init",
+        ]),
+    );
     assert_eq!(
         out.status.code(),
         Some(125),

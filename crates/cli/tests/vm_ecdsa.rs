@@ -13,94 +13,30 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use verity_test_support::installed::{install_into, repo_root, run, Steps};
+use verity_test_support::installed::install_into;
+use verity_test_support::openssl::{self, Issuer};
 use verity_test_support::rpmbuild::build_rpm_custom;
+use verity_test_support::vm::{boot, fsverity_digest, mkfs_ext4, overwrite_block, run, vm_script};
 
 fn bin() -> &'static str {
     verity_test_support::bin!()
 }
 
-fn boot(kernel: &str, args: Vec<OsString>) -> Steps {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/vm/run.sh"))
-        .args(["--kernel", kernel])
-        .args(&args)
-        .output()
-        .expect("run tests/vm/run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!(
-        "guest output ({kernel}):\n{stdout}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Steps::parse(&stdout)
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
 /// ec.key/ec.pem: self-signed P-256. leaf.key/leaf.pem: P-256 key, certificate issued by the
 /// RSA CA ca.key/ca.pem.
 fn keys(d: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend(["-keyout", "ec.key", "-out", "ec.pem", "-days", "2"]);
-    a.extend(["-subj", "/CN=rpm-verity ecdsa test/O=Throwaway"]);
-    openssl(d, &a);
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rpm-verity RSA CA/O=Throwaway",
-        ],
-    );
-    let mut a = vec!["req", "-new"];
-    a.extend(ec);
-    a.extend(["-keyout", "leaf.key", "-out", "leaf.csr"]);
-    a.extend(["-subj", "/CN=rpm-verity ecdsa leaf/O=Throwaway"]);
-    openssl(d, &a);
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "leaf.pem",
-        ],
-    );
+    let ec = openssl::ec("P-256");
+    let subj = "/CN=rpm-verity ecdsa test/O=Throwaway";
+    openssl::self_signed(d, "ec.key", "ec.pem", &ec, subj, 2, None);
+    let (rsa, subj) = (openssl::rsa(2048), "/CN=rpm-verity RSA CA/O=Throwaway");
+    openssl::self_signed(d, "ca.key", "ca.pem", &rsa, subj, 2, None);
+    let subj = "/CN=rpm-verity ecdsa leaf/O=Throwaway";
+    openssl::new_csr(d, "leaf.key", "leaf.csr", &ec, subj);
+    let issuer = Issuer::Ca {
+        cert: "ca.pem",
+        key: "ca.key",
+    };
+    openssl::sign_csr(d, "leaf.csr", issuer, 2, None, "leaf.pem");
 }
 
 /// The package signed with `name`'s key and certificate, installed into `top/name`.
@@ -143,17 +79,13 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     let self_root = signed_root(t, &pkg, &top, "ec");
     signed_root(t, &pkg, &top, "leaf");
     let img = t.join("root.img");
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
-        .arg(&top)
-        .arg(&img)
-        .arg("64M"));
-    let want_digest =
-        verity_test_support::installed::fsverity_digest(&self_root.join("usr/share/ec/data.bin"));
+    mkfs_ext4(&top, &img, true, "64M");
+    let want_digest = fsverity_digest(&self_root.join("usr/share/ec/data.bin"));
 
-    let guest = repo_root().join("tests/vm/guests/ecdsa.sh");
-    let args = |phase: &str| -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["--bin".into(), bin().into()];
+    let guest = vm_script("guests/ecdsa.sh");
+    let args = |kernel: &str, phase: &str| -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["--kernel".into(), kernel.into()];
+        a.extend(["--bin".into(), bin().into()]);
         for f in ["ec.pem", "leaf.pem"] {
             a.extend(["--file".into(), t.join(f).into()]);
         }
@@ -167,7 +99,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     };
 
     // --- 6.12, first boot ------------------------------------------------------------------------
-    let s1 = boot("6.12", args("6.12-first"));
+    let s1 = boot(args("6.12", "6.12-first"));
     let st = s1.json("status-before", 0);
     assert_eq!(st["kernel"]["ecdsa"], true, "{st}");
     assert!(st["problems"]
@@ -203,22 +135,10 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     );
 
     // --- between boots: overwrite block 5 of data.bin in the image -------------------------------
-    let bmap = run(Command::new("debugfs")
-        .arg("-R")
-        .arg("bmap /self/usr/share/ec/data.bin 5")
-        .arg(&img));
-    let block: u64 = String::from_utf8_lossy(&bmap.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-        f.write_all_at(&[0x5a; 4096], block * 4096).unwrap();
-    }
+    overwrite_block(&img, "/self/usr/share/ec/data.bin", 5);
 
     // --- 6.12, second boot -----------------------------------------------------------------------
-    let s2 = boot("6.12", args("6.12-reboot"));
+    let s2 = boot(args("6.12", "6.12-reboot"));
     s2.rc("keyring-load", 0);
     let audit = s2.json("audit", 1);
     let findings = audit["findings"].as_array().unwrap();
@@ -230,7 +150,7 @@ fn ecdsa_on_debian_6_12_and_6_1() {
     assert_eq!(bad, [("/usr/share/ec/data.bin", "CORRUPTED")], "{audit}");
 
     // --- 6.1: no ECDSA ---------------------------------------------------------------------------
-    let s3 = boot("6.1", args("6.1"));
+    let s3 = boot(args("6.1", "6.1"));
     let st = s3.json("status", 0);
     assert_eq!(st["kernel"]["ecdsa"], false, "{st}");
     let problems: Vec<&str> = st["problems"]

@@ -7,46 +7,15 @@
 //! image on the host — without the cert (audit says so, `keyring load` fixes it, audit finds
 //! CORRUPTED/SWAPPED/MODIFIED/NOT-ENABLED exactly where they were made).
 
-use verity_test_support::installed as support_enable;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::process::Command;
+
+use verity_test_support::installed::*;
+use verity_test_support::vm::{boot, der, mkfs_ext4 as mkfs, overwrite_block, vm_script};
 
 fn bin() -> &'static str {
     verity_test_support::bin!()
-}
-
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::path::Path;
-use std::process::Command;
-
-use support_enable::*;
-
-fn boot(args: Vec<OsString>) -> Steps {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/vm/run.sh"))
-        .args(&args)
-        .output()
-        .expect("run tests/vm/run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!(
-        "guest output:\n{stdout}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Steps::parse(&stdout)
-}
-
-fn mkfs(dir: &Path, img: &Path, verity: bool, size: &str) {
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", if verity { "verity" } else { "^verity" }])
-        .args(["-b", "4096", "-d"])
-        .arg(dir)
-        .arg(img)
-        .arg(size));
 }
 
 #[test]
@@ -56,11 +25,7 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     let l = installed_root(bin(), t, &[]);
     let data = t.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&l.cert)
-        .arg("-out")
-        .arg(data.join("cert.der")));
+    der(&l.cert, &data.join("cert.der"));
     std::fs::copy(&l.cert, data.join("cert.pem")).unwrap();
     std::fs::write(data.join("eligible.txt"), ELIGIBLE.join("\n") + "\n").unwrap();
     let expected: HashMap<&str, String> = ELIGIBLE
@@ -89,7 +54,7 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     mkfs(&l.root, &img, true, "64M");
     mkfs(&plain, &img2, false, "32M");
 
-    let guest = repo_root().join("tests/vm/guests/enable.sh");
+    let guest = vm_script("guests/enable.sh");
     let common: Vec<OsString> = vec![
         "--bin".into(),
         bin().into(),
@@ -247,19 +212,7 @@ fn enable_and_audit_on_a_real_fs_verity_kernel() {
     s.rc("keyring-only-restore", 0);
 
     // --- between boots: overwrite block 5 of data.bin in the image ------------------------------
-    let bmap = run(Command::new("debugfs")
-        .arg("-R")
-        .arg("bmap /usr/share/alpha/data.bin 5")
-        .arg(&img));
-    let block: u64 = String::from_utf8_lossy(&bmap.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-        f.write_all_at(&[0x5a; 4096], block * 4096).unwrap();
-    }
+    overwrite_block(&img, "/usr/share/alpha/data.bin", 5);
 
     // --- second boot: empty keyring --------------------------------------------------------------
     let mut args = common;

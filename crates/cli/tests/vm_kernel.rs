@@ -4,22 +4,13 @@
 //! kernel once (tests/vm/setup.sh, cached), boots it twice (~5-10 s each) and needs qemu,
 //! busybox, openssl, fsverity, keyctl and e2fsprogs on the host. Nothing here is mocked: the
 //! inputs are made with openssl and fsverity-utils, the expectations come from them too.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use support_vm::{make_cert, pattern, repo_root, Steps};
-use verity_test_support::vm as support_vm;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use verity_test_support::vm::{
+    boot, der, fsverity_digest_alg as fsverity_digest, fsverity_sign as sign, make_cert, mkfs_ext4,
+    pattern, repo_root, run, sha256_file, vm_script,
+};
 
 /// Build `crates/fsverity/examples/vm_probe.rs` into this test's target dir. Cargo releases
 /// its build lock before running tests, so the nested build does not deadlock.
@@ -56,51 +47,6 @@ fn build_probe() -> PathBuf {
     probe
 }
 
-fn fsverity_digest(file: &Path, alg: &str) -> String {
-    let out = run(Command::new("fsverity")
-        .arg("digest")
-        .arg(format!("--hash-alg={alg}"))
-        .arg(file));
-    out.split_whitespace().next().unwrap().to_string()
-}
-
-fn sign(file: &Path, out: &Path, key: &Path, cert: &Path) {
-    run(Command::new("fsverity")
-        .arg("sign")
-        .arg(file)
-        .arg(out)
-        .arg("--key")
-        .arg(key)
-        .arg("--cert")
-        .arg(cert));
-}
-
-fn sha256_file(p: &Path) -> String {
-    let out = run(Command::new("sha256sum").arg(p));
-    out.split_whitespace().next().unwrap().to_string()
-}
-
-fn boot(args: &[&std::ffi::OsStr]) -> Steps {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/vm/run.sh"))
-        .args(args)
-        .output()
-        .expect("run tests/vm/run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    // Shown by libtest only when the test fails.
-    println!(
-        "guest output:\n{stdout}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "VM run failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Steps::parse(&stdout)
-}
-
 #[test]
 fn linux_module_against_a_real_fs_verity_kernel() {
     let probe = build_probe();
@@ -130,11 +76,7 @@ fn linux_module_against_a_real_fs_verity_kernel() {
 
     let (key, cert) = make_cert(t, "cert", "vm");
     let (key2, cert2) = make_cert(t, "cert2", "vm");
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&cert)
-        .arg("-out")
-        .arg(data.join("cert.der")));
+    der(&cert, &data.join("cert.der"));
     std::fs::copy(&cert, data.join("cert.pem")).unwrap();
     sign(
         &root.join("signed.bin"),
@@ -168,18 +110,10 @@ fn linux_module_against_a_real_fs_verity_kernel() {
 
     let img = t.join("verity.img");
     let img2 = t.join("noverity.img");
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
-        .arg(&root)
-        .arg(&img)
-        .arg("32M"));
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "^verity", "-b", "4096", "-d"])
-        .arg(&root2)
-        .arg(&img2)
-        .arg("8M"));
+    mkfs_ext4(&root, &img, true, "32M");
+    mkfs_ext4(&root2, &img2, false, "8M");
 
-    let guest = repo_root().join("tests/vm/guests/kernel.sh");
+    let guest = vm_script("guests/kernel.sh");
     let probe_arg = format!("{}:/usr/local/bin/vm_probe", probe.display());
     let mut common: Vec<std::ffi::OsString> = vec!["--bin".into(), probe_arg.into()];
     for f in [
@@ -203,8 +137,7 @@ fn linux_module_against_a_real_fs_verity_kernel() {
         img2.clone().into(),
     ]);
     args.extend([guest.clone().into(), "first".into()]);
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let s = boot(&refs);
+    let s = boot(&args);
 
     assert!(s.ok("uname").starts_with("6."), "{}", s.ok("uname"));
     let support = s.ok("support");
@@ -275,8 +208,7 @@ fn linux_module_against_a_real_fs_verity_kernel() {
     // --- second boot of the same image: empty keyring --------------------------------------------
     let mut args = common;
     args.extend(["--disk".into(), img.into(), guest.into(), "reboot".into()]);
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let s = boot(&refs);
+    let s = boot(&args);
     s.ok_eq("keys-after-reboot", "0 keys");
     s.ok_eq("measure-plain-reboot", &plain_digest);
     s.err("measure-signed-reboot", "CertNotInKeyring", 126);

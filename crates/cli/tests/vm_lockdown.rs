@@ -12,38 +12,22 @@
 //!
 //! Needs qemu, ovmf, virt-fw-vars (PyPI virt-firmware), busybox, openssl, fsverity, keyctl and
 //! e2fsprogs on the host (scripts/install-deps); nothing is mocked.
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-use support_vm::{make_cert, repo_root, Steps};
 use verity_test_support::installed::install_into;
 use verity_test_support::rpmbuild as rpmsupport;
-use verity_test_support::vm as support_vm;
+use verity_test_support::vm::{
+    boot as vm_boot, der, fsverity_sign, make_cert, mkfs_ext4, run, sha256_file as sha256,
+    vm_script, Steps,
+};
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sha256(p: &Path) -> String {
-    let out = String::from_utf8(run(Command::new("sha256sum").arg(p)).stdout).unwrap();
-    out.split_whitespace().next().unwrap().to_string()
+    verity_test_support::bin!()
 }
 
 fn policy(dir: &Path, cert: &Path, key: &Path, version: &str, out: &str) -> PathBuf {
@@ -63,25 +47,6 @@ fn policy(dir: &Path, cert: &Path, key: &Path, version: &str, out: &str) -> Path
         .arg("-o")
         .arg(&path));
     path
-}
-
-fn fsverity_sign(file: &Path, sig: &Path, key: &Path, cert: &Path) {
-    run(Command::new("fsverity")
-        .arg("sign")
-        .arg(file)
-        .arg(sig)
-        .arg("--key")
-        .arg(key)
-        .arg("--cert")
-        .arg(cert));
-}
-
-fn der(cert: &Path, out: &Path) {
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(cert)
-        .arg("-out")
-        .arg(out));
 }
 
 struct Setup {
@@ -222,11 +187,7 @@ fn setup() -> Setup {
     fs::copy("/usr/bin/true", root.join("usr/libexec/planted")).unwrap();
 
     let image = t.join("disk.img");
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "verity", "-b", "4096", "-d"])
-        .arg(&root)
-        .arg(&image)
-        .arg("64M"));
+    mkfs_ext4(&root, &image, true, "64M");
     Setup {
         data,
         image,
@@ -237,30 +198,19 @@ fn setup() -> Setup {
 }
 
 fn boot(s: &Setup, ovmf: Option<&Path>, phase: &str) -> Steps {
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo_root().join("tests/vm/run.sh"))
-        .args(["--kernel", "6.12", "--timeout", "400"])
-        .arg("--bin")
-        .arg(bin())
-        .arg("--disk")
-        .arg(&s.image)
-        .arg("--file")
-        .arg(format!("{}:/lockdown", s.data.display()))
-        .arg("--file")
-        .arg(format!("{}:/var/lib/rpm", s.data.join("rpmdb").display()));
+    let mut args: Vec<OsString> = ["--kernel", "6.12", "--timeout", "400", "--bin"]
+        .map(OsString::from)
+        .into();
+    args.push(bin().into());
+    args.extend(["--disk".into(), s.image.clone().into(), "--file".into()]);
+    args.push(format!("{}:/lockdown", s.data.display()).into());
+    args.push("--file".into());
+    args.push(format!("{}:/var/lib/rpm", s.data.join("rpmdb").display()).into());
     if let Some(vars) = ovmf {
-        cmd.arg("--ovmf").arg(vars);
+        args.extend(["--ovmf".into(), vars.into()]);
     }
-    cmd.arg(repo_root().join("tests/vm/guests/lockdown.sh"))
-        .arg(phase);
-    let out = cmd.output().expect("run tests/vm/run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!(
-        "guest output:\n{stdout}\nrun.sh stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "VM run failed ({})", out.status);
-    Steps::parse(&stdout)
+    args.extend([vm_script("guests/lockdown.sh").into(), phase.into()]);
+    vm_boot(args)
 }
 
 fn json(steps: &Steps, name: &str) -> Value {

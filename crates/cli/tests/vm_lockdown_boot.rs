@@ -16,36 +16,22 @@
 //! guests/real-boot-*.sh) so that they can be replayed by hand; this test orders them, times
 //! them and checks what the guest reports. Needs root (mmdebstrap, chroot for dracut), qemu,
 //! ovmf, virt-fw-vars, rpm, e2fsprogs, openssl, cpio; nothing is mocked.
-use verity_test_support::vm::{make_cert, repo_root, Steps};
+use verity_test_support::vm::{
+    args, boot, make_cert, repo_root, run, sha256_file as sha256_hex, vm_run, vm_script as script,
+    Steps,
+};
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rpm-verity")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    verity_test_support::bin!()
 }
 
 fn stdout(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
+    verity_test_support::vm::stdout(cmd).trim().to_string()
 }
 
 /// Wall-clock time of each step, printed at the end (and on failure, with the output).
@@ -81,10 +67,6 @@ impl Timer {
     }
 }
 
-fn script(name: &str) -> PathBuf {
-    repo_root().join("tests/vm").join(name)
-}
-
 fn real_root(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     let mut cmd = Command::new("bash");
     cmd.arg(script("real-root.sh"));
@@ -94,22 +76,11 @@ fn real_root(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     stdout(&mut cmd)
 }
 
-/// Copy the binary without its debug info: the guest has 1 GiB of RAM and every byte is hashed
-/// by `sign` and by the kernel.
-fn install_stripped(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    run(Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(dst)
-        .arg(src));
-}
-
 /// What the test adds to the Debian root before packing it: rpm-verity itself, its dracut
 /// module, the file-signing certificate, and the check service that reports the boot.
 fn populate(stage: &Path, files_cert: &Path) {
     let repo = repo_root();
-    install_stripped(Path::new(bin()), &stage.join("usr/bin/rpm-verity"));
+    verity_test_support::strip_debug(Path::new(bin()), &stage.join("usr/bin/rpm-verity"));
     let module = stage.join("usr/lib/dracut/modules.d/90rpm-verity");
     fs::create_dir_all(&module).unwrap();
     for entry in fs::read_dir(repo.join("dist/dracut/90rpm-verity")).unwrap() {
@@ -188,29 +159,21 @@ fn boot_uefi(
     append: &str,
     console: &Path,
 ) -> (Steps, String) {
-    let out = Command::new("bash")
-        .arg(script("boot-uefi.sh"))
-        .arg("--vars")
-        .arg(vars)
-        .arg("--initrd")
-        .arg(initrd)
-        .arg("--disk")
-        .arg(disk)
-        .arg("--append")
-        .arg(append)
-        .arg("--console")
-        .arg(console)
-        .output()
-        .expect("run tests/vm/boot-uefi.sh");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "UEFI boot failed ({}):\n{text}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let text = vm_run(
+        "boot-uefi.sh",
+        args(&[
+            &"--vars",
+            &vars,
+            &"--initrd",
+            &initrd,
+            &"--disk",
+            &disk,
+            &"--append",
+            &append,
+            &"--console",
+            &console,
+        ]),
     );
-    println!("guest report:\n{text}");
     (Steps::parse(&text), text)
 }
 
@@ -303,19 +266,13 @@ fn assert_locked(g: &Steps, report: &str, policy_sha256: &str) {
     }
     let status = g.ok("lockdown-status");
     assert!(!status.is_empty());
-    let json: serde_json::Value = serde_json::from_str(
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix("JSON lockdown-status "))
-            .expect("no lockdown status JSON"),
-    )
-    .unwrap();
+    let json = g.json_line("lockdown-status");
     assert_eq!(json["locked_down"], true, "{json}");
     assert_eq!(json["signer_enrolled"], true, "{json}");
     assert_eq!(json["active_policy"]["name"], "rpm_verity", "{json}");
     assert_eq!(json["active_policy"]["sha256"], policy_sha256, "{json}");
     assert_eq!(json["fs_verity"]["restricted"], true, "{json}");
-    let audit = guest_json(report, "audit-lockdown");
+    let audit = g.json_line("audit-lockdown");
     assert_eq!(audit["mode"], "measured", "{audit}");
     assert_audit_lists_planted(&audit);
 }
@@ -345,17 +302,11 @@ fn assert_unlocked(g: &Steps, report: &str) {
     g.ok("copy-ext4");
     g.ok("planted-exec");
     g.ok("planted-lib");
-    let json: serde_json::Value = serde_json::from_str(
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix("JSON lockdown-status "))
-            .expect("no lockdown status JSON"),
-    )
-    .unwrap();
+    let json = g.json_line("lockdown-status");
     assert_eq!(json["locked_down"], false, "{json}");
     assert_eq!(json["signer_enrolled"], false, "{json}");
     // The audit an administrator runs before the policy is applied: measured by the kernel.
-    let audit = guest_json(report, "audit-lockdown");
+    let audit = g.json_line("audit-lockdown");
     assert_eq!(audit["mode"], "measured", "{audit}");
     assert_audit_lists_planted(&audit);
     assert!(
@@ -405,15 +356,6 @@ fn assert_audit_lists_planted(audit: &serde_json::Value) {
     );
 }
 
-fn guest_json(report: &str, name: &str) -> serde_json::Value {
-    let prefix = format!("JSON {name} ");
-    let text = report
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no JSON {name} in the guest report"));
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("JSON {name}: {e}: {text}"))
-}
-
 /// Signer enrolled, but `rd.rpm-verity.lockdown=0` on the command line (the documented way to
 /// boot once unlocked): the hook loads the certificates and skips the policy.
 fn assert_skipped(g: &Steps, report: &str) {
@@ -438,14 +380,9 @@ fn assert_skipped(g: &Steps, report: &str) {
     assert_eq!(g.ok("ipe-policies"), "");
     g.ok("copy-tmpfs");
     g.ok("planted-exec");
-    let json = guest_json(report, "lockdown-status");
+    let json = g.json_line("lockdown-status");
     assert_eq!(json["locked_down"], false, "{json}");
     assert_eq!(json["signer_enrolled"], true, "{json}");
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let out = stdout(Command::new("sha256sum").arg(path));
-    out.split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
@@ -528,24 +465,19 @@ fn debian_root_from_signed_rpms_boots_locked_down_by_dracut_through_ovmf() {
     fs::remove_dir_all(&rpms).unwrap();
     t.lap("rpm -i + mkfs.ext4");
 
-    let prep = Command::new("bash")
-        .arg(script("run.sh"))
-        .args(["--kernel", "6.12", "--timeout", "900", "--disk"])
-        .arg(&img)
-        .arg("--bin")
-        .arg(bin())
-        .arg("--file")
-        .arg(format!("{}:/data/files.pem", files_cert.display()))
-        .arg(script("guests/real-boot-enable.sh"))
-        .output()
-        .expect("run tests/vm/run.sh");
-    let text = String::from_utf8_lossy(&prep.stdout).to_string();
-    assert!(
-        prep.status.success(),
-        "enable boot failed: {text}\n{}",
-        String::from_utf8_lossy(&prep.stderr)
-    );
-    let g = Steps::parse(&text);
+    let g = boot(args(&[
+        &"--kernel",
+        &"6.12",
+        &"--timeout",
+        &"900",
+        &"--disk",
+        &img,
+        &"--bin",
+        &bin(),
+        &"--file",
+        &format!("{}:/data/files.pem", files_cert.display()),
+        &script("guests/real-boot-enable.sh"),
+    ]));
     g.ok("keyring-load");
     let enabled = g.json("enable", 0);
     eprintln!(

@@ -18,6 +18,9 @@ pub mod payload;
 mod reader;
 pub mod sighdr;
 pub mod tags;
+#[cfg(any(test, feature = "test-helpers"))]
+#[doc(hidden)]
+pub mod test_helpers;
 
 pub use cpio::{CpioEntry, CpioReader};
 pub use error::{Error, Result};

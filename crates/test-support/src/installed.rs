@@ -2,29 +2,13 @@
 //! `rpm-verity sign`, installed with the real rpm (`--root`, plugin off).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::rpmbuild as rpmsupport;
 use crate::vm;
-pub use crate::vm::{repo_root, Steps};
+pub use crate::vm::{fsverity_digest, repo_root, run, Steps};
 
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+pub use crate::s;
 
 pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     vm::make_cert(dir, name, "enable")
@@ -133,14 +117,4 @@ pub fn install_into(root: &Path, rpms: &[&Path]) {
         cmd.arg(r);
     }
     run(&mut cmd);
-}
-
-pub fn fsverity_digest(file: &Path) -> String {
-    let out = run(Command::new("fsverity").arg("digest").arg(file));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::run;
+
 /// Which awkward files to include. rpmsign 4.18 segfaults on hardlinks and sized ghosts, so
 /// packages meant for it leave those out.
 #[derive(Debug, Clone, Copy)]
@@ -29,19 +31,6 @@ impl Contents {
         sized_ghost: false,
         single_file: true,
     };
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Builds `name-1.0-1.x86_64.rpm` in `dir` with `%_binary_payload` = `payload` and returns its
@@ -177,21 +166,15 @@ pub fn signing_setup(dir: &Path) -> SigningSetup {
     ]));
     let key = dir.join("verity-key.pem");
     let cert = dir.join("verity-cert.pem");
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=rpm-format test",
-        "-days",
-        "2",
-        "-keyout",
+    crate::openssl::self_signed(
+        dir,
         key.to_str().unwrap(),
-        "-out",
         cert.to_str().unwrap(),
-    ]));
+        &crate::openssl::rsa(2048),
+        "/CN=rpm-format test",
+        2,
+        None,
+    );
     SigningSetup {
         gpg_home,
         key,
@@ -201,12 +184,20 @@ pub fn signing_setup(dir: &Path) -> SigningSetup {
 
 /// `rpmsign --addsign --signverity` on `rpm` in place.
 pub fn rpmsign_verity(s: &SigningSetup, rpm: &Path) {
+    rpmsign_verity_alg(s, rpm, None);
+}
+
+/// The same with `--verityalgo=<alg>` when given.
+pub fn rpmsign_verity_alg(s: &SigningSetup, rpm: &Path, alg: Option<&str>) {
     let mut cmd = Command::new("rpmsign");
     cmd.env("GNUPGHOME", &s.gpg_home)
         .arg("--addsign")
         .arg("--signverity")
         .arg(format!("--fskpath={}", s.key.display()))
         .arg(format!("--certpath={}", s.cert.display()));
+    if let Some(alg) = alg {
+        cmd.arg(format!("--verityalgo={alg}"));
+    }
     for d in [
         "_gpg_name rpm-format test".to_string(),
         "__gpg /usr/bin/gpg".to_string(),
