@@ -204,3 +204,88 @@ pub enum ShowError {
     #[error("cannot open")]
     Open(#[source] io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_chain;
+
+    /// A caller can tell the failures apart without parsing messages, and the message keeps the
+    /// cause.
+    #[test]
+    fn digest_errors_are_variants_with_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::HashPool::new(1, HashAlgorithm::Sha256).unwrap();
+        let digest = |p: &std::path::Path| {
+            crate::digest_package(p, HashAlgorithm::Sha256, &pool, &crate::NoProgress)
+                .map(|_| ())
+                .unwrap_err()
+        };
+        assert!(matches!(digest(dir.path()), DigestError::IsDirectory));
+        let e = digest(&dir.path().join("absent.rpm"));
+        assert!(
+            matches!(&e, DigestError::Open(io) if io.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert_eq!(
+            error_chain(&e),
+            "cannot open: No such file or directory (os error 2)"
+        );
+        let junk = dir.path().join("junk.rpm");
+        std::fs::write(&junk, b"not a package").unwrap();
+        assert!(matches!(
+            digest(&junk),
+            DigestError::Format(rpm_format::Error::NotRpm(_))
+        ));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn sign_errors_name_the_file_and_keep_the_chain() {
+        let e = SignError::Write {
+            path: "/out/x.rpm".into(),
+            source: Box::new(SignError::Replace(io::Error::from_raw_os_error(13))),
+        };
+        assert_eq!(
+            error_chain(&e),
+            "writing /out/x.rpm: replacing the package: Permission denied (os error 13)"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, out) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("out"),
+        );
+        for d in [&a, &b, &out] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let (x, y) = (a.join("x.rpm"), b.join("x.rpm"));
+        std::fs::write(&x, b"").unwrap();
+        std::fs::write(&y, b"").unwrap();
+        let opts = crate::sign::SignOptions {
+            hash_alg: HashAlgorithm::Sha256,
+            output_dir: Some(out.clone()),
+            include_source: false,
+            list_files: false,
+            selection: Default::default(),
+        };
+        match crate::sign::check_destinations(&[x.clone(), y.clone()], &opts) {
+            Err(SignError::SameDestination {
+                first,
+                second,
+                dest,
+            }) => {
+                assert_eq!((&first, &second), (&x, &y));
+                assert_eq!(dest, out.canonicalize().unwrap().join("x.rpm"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let opts = crate::sign::SignOptions {
+            output_dir: Some(dir.path().join("absent")),
+            ..opts
+        };
+        let e = crate::sign::check_destinations(&[x], &opts).unwrap_err();
+        assert!(matches!(&e, SignError::OutputDir { path, .. } if path.ends_with("absent")));
+    }
+}

@@ -90,3 +90,59 @@ pub enum SettingFileError {
         source: io::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::error_chain;
+
+    #[test]
+    fn open_errors_name_the_root_and_keep_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent");
+        let e = match crate::installed::InstalledSystem::open(&absent, None, &[]) {
+            Err(e) => e,
+            Ok(_) => panic!("opened a missing root"),
+        };
+        match &e {
+            OpenError::Root(RootError { path, source }) => {
+                assert_eq!(path, &absent);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            error_chain(&e),
+            format!(
+                "root {}: No such file or directory (os error 2)",
+                absent.display()
+            )
+        );
+        // A root without an rpmdb is the rpmdb's error, not the root's.
+        let e = match crate::installed::InstalledSystem::open(dir.path(), None, &[]) {
+            Err(e) => e,
+            Ok(_) => panic!("opened a root without an rpmdb"),
+        };
+        assert!(
+            matches!(e, OpenError::Rpmdb(rpmdb::Error::NotFound { .. })),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn setting_file_errors_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("require-signatures");
+        std::fs::write(&f, "maybe").unwrap();
+        let e = crate::keyring::setting_from_file(&f).unwrap_err();
+        assert!(
+            matches!(&e, SettingFileError::Bad { path, .. } if path == &f),
+            "{e:?}"
+        );
+        let e = crate::keyring::setting_from_file(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, SettingFileError::Read { path, .. } if path == dir.path()),
+            "{e:?}"
+        );
+    }
+}

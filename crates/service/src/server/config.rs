@@ -440,6 +440,47 @@ token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0
 keys = ["k1"]
 "#;
 
+    /// Each refusal is its own variant, naming the key or client; `load` adds the file.
+    #[test]
+    fn refusals_are_typed() {
+        let parse = |text: &str| Config::parse(text, Path::new("/")).unwrap_err();
+        let bad = BASE.replace("listen = \"127.0.0.1:0\"", "listen = \"nope\"");
+        assert!(matches!(parse(&bad), ConfigError::Listen { value, .. } if value == "nope"));
+        let bad = format!("{BASE}[limits]\nmax_batch = 0\n");
+        assert!(matches!(parse(&bad), ConfigError::MaxBatch));
+        let bad = BASE.replace("name = \"k1\"", "name = \"k 1\"");
+        assert!(matches!(parse(&bad), ConfigError::KeyName { name, .. } if name == "k 1"));
+        let bad = BASE.replace("keys = [\"k1\"]", "keys = [\"k9\"]");
+        assert!(matches!(
+            parse(&bad),
+            ConfigError::UnknownKey { client, key } if client == "builder" && key == "k9"
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("serve.toml");
+        std::fs::write(&file, format!("{BASE}[limits]\nidle_timeout_secs = 0\n")).unwrap();
+        let e = Config::load(&file).unwrap_err();
+        match &e {
+            ConfigError::Invalid { path, source } => {
+                assert_eq!(path, &file);
+                assert!(matches!(
+                    **source,
+                    ConfigError::ZeroTimeout("idle_timeout_secs")
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            crate::error_chain(&e),
+            format!(
+                "config {}: limits.idle_timeout_secs must be at least 1",
+                file.display()
+            )
+        );
+        let e = Config::load(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    }
+
     #[test]
     fn rfc3339_round_trips_with_the_audit_format() {
         for secs in [0u64, 951_782_400, 1_709_251_199, 4_102_444_800] {
