@@ -231,10 +231,10 @@ pub struct InstalledOptions {
 
 impl InstalledOptions {
     pub fn open(&self) -> anyhow::Result<verity_system::installed::InstalledSystem> {
-        verity_system::installed::InstalledSystem::open(
+        Ok(verity_system::installed::InstalledSystem::open(
             &self.root,
             self.dbpath.as_deref(),
             &self.cert,
-        )
+        )?)
     }
 }

@@ -13,12 +13,12 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use anyhow::{anyhow, bail, Context};
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
 use rpm_format::{tags, CpioReader, FileEntry, FileList, Package, PackageHeaders, PayloadSummary};
 use sha2::digest::DynDigest;
 
+use crate::error::DigestError;
 use crate::select::ContentKind;
 
 /// What a long package wants to tell a progress bar. Sizes are file content bytes, what
@@ -124,7 +124,7 @@ impl Buffers {
 }
 
 impl HashPool {
-    pub fn new(threads: usize, alg: HashAlgorithm) -> anyhow::Result<Arc<HashPool>> {
+    pub fn new(threads: usize, alg: HashAlgorithm) -> Result<Arc<HashPool>, DigestError> {
         let threads = threads.max(1);
         let params = Params::for_rpm(alg);
         let (tx, rx) = mpsc::sync_channel::<Job>(threads * 2);
@@ -188,7 +188,7 @@ impl HashPool {
                         Err(_) => return,
                     }
                 })
-                .context("starting hashing threads")?;
+                .map_err(DigestError::StartThreads)?;
             workers.push(h);
         }
         Ok(Arc::new(HashPool {
@@ -198,12 +198,12 @@ impl HashPool {
         }))
     }
 
-    fn sender(&self) -> anyhow::Result<SyncSender<Job>> {
+    fn sender(&self) -> Result<SyncSender<Job>, DigestError> {
         self.jobs
             .lock()
             .ok()
             .and_then(|g| g.clone())
-            .ok_or_else(|| anyhow!("hashing pool stopped"))
+            .ok_or(DigestError::PoolStopped)
     }
 
     /// Stops the workers once queued work is done.
@@ -253,11 +253,11 @@ pub fn digest_package(
     alg: HashAlgorithm,
     pool: &HashPool,
     progress: &dyn Progress,
-) -> anyhow::Result<PackageDigests> {
-    let file = File::open(path).context("cannot open")?;
-    let meta = file.metadata().context("cannot stat")?;
+) -> Result<PackageDigests, DigestError> {
+    let file = File::open(path).map_err(DigestError::Open)?;
+    let meta = file.metadata().map_err(DigestError::Stat)?;
     if meta.is_dir() {
-        bail!("is a directory, not a package");
+        return Err(DigestError::IsDirectory);
     }
     let package = Package::open_unverified(BufReader::with_capacity(256 << 10, file))?;
     let file_algo = check_digests_present(&package)?;
@@ -324,7 +324,7 @@ fn feed_contents<R: BufRead>(
     pool: &HashPool,
     progress: &dyn Progress,
     reply_tx: Sender<Answer>,
-) -> anyhow::Result<Fed> {
+) -> Result<Fed, DigestError> {
     let jobs = pool.sender()?;
     let mut sent = 0usize;
     let mut bytes_hashed = 0u64;
@@ -334,7 +334,7 @@ fn feed_contents<R: BufRead>(
     while let Some(entry) = cpio.next_entry()? {
         let f = files
             .get(entry.index)
-            .ok_or_else(|| anyhow!("payload entry index {} out of range", entry.index))?;
+            .ok_or(DigestError::EntryOutOfRange(entry.index))?;
         if !f.is_regular() {
             continue;
         }
@@ -352,8 +352,12 @@ fn feed_contents<R: BufRead>(
         progress.hashed(entry.size);
         let job = if entry.size <= WHOLE_FILE_MAX {
             let mut data = pool.buffers.take(entry.size as usize);
-            read_content(cpio, &mut data, entry.size as usize)
-                .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
+            read_content(cpio, &mut data, entry.size as usize).map_err(|source| {
+                DigestError::ReadContent {
+                    path: f.path_lossy(),
+                    source,
+                }
+            })?;
             kinds[entry.index] = ContentKind::of(&data);
             Job::Whole {
                 index: entry.index,
@@ -369,14 +373,12 @@ fn feed_contents<R: BufRead>(
                 check,
                 reply: reply_tx.clone(),
             })
-            .map_err(|_| anyhow!("hashing pool stopped"))?;
-            kinds[entry.index] = stream_content(cpio, entry.size, pool, &chunks_tx)
-                .with_context(|| format!("reading {} from the payload", f.path_lossy()))?;
+            .map_err(|_| DigestError::PoolStopped)?;
+            kinds[entry.index] = stream_content(cpio, f, entry.size, pool, &chunks_tx)?;
             sent += 1;
             continue;
         };
-        jobs.send(job)
-            .map_err(|_| anyhow!("hashing pool stopped"))?;
+        jobs.send(job).map_err(|_| DigestError::PoolStopped)?;
         sent += 1;
     }
     Ok(Fed {
@@ -390,46 +392,50 @@ fn feed_contents<R: BufRead>(
 /// Checks the header digests and that there are digests to check at all; returns the file
 /// digest algorithm. A package without digests passes `rpm -K` as NOTFOUND: nothing it holds
 /// can be told apart from damage, so no signature may vouch for it.
-fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> anyhow::Result<u32> {
+fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> Result<u32, DigestError> {
     let checked = package.verify_header_digests()?;
     if !checked.sha256 && !checked.sha1 {
-        bail!("no header digest (SHA-256 or SHA-1): the package cannot be checked");
+        return Err(DigestError::NoHeaderDigest);
     }
     if !package.main.contains(tags::PAYLOADDIGEST)
         && !package.signature.header().contains(tags::SIG_MD5)
     {
-        bail!("no payload digest (PAYLOADDIGEST or MD5): the package cannot be checked");
+        return Err(DigestError::NoPayloadDigest);
     }
     let file_algo = package.main.get_u32(tags::FILEDIGESTALGO)?.unwrap_or(1);
     if file_hasher(file_algo).is_none() {
-        bail!("unknown file digest algorithm {file_algo} (FILEDIGESTALGO)");
+        return Err(DigestError::UnknownFileDigestAlgorithm(file_algo));
     }
     Ok(file_algo)
 }
 
 /// Feeds `size` bytes of the current entry to a streaming hash worker in chunks. On a read
 /// error the worker is told the stream was cut (an empty chunk), so it sends no digest.
-/// Returns what the content's first bytes say it is.
+/// Returns what the content's first bytes say it is. `file` names the entry in errors.
 fn stream_content<R: BufRead>(
     cpio: &mut CpioReader<R, &FileList>,
+    file: &FileEntry,
     size: u64,
     pool: &HashPool,
     chunks: &SyncSender<Vec<u8>>,
-) -> anyhow::Result<ContentKind> {
+) -> Result<ContentKind, DigestError> {
     let mut kind = None;
     let mut left = size;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
         let mut buf = pool.buffers.take(n);
-        if let Err(e) = read_content(cpio, &mut buf, n) {
+        if let Err(source) = read_content(cpio, &mut buf, n) {
             let _ = chunks.send(Vec::new());
-            return Err(e.into());
+            return Err(DigestError::ReadContent {
+                path: file.path_lossy(),
+                source,
+            });
         }
         left -= n as u64;
         kind.get_or_insert_with(|| ContentKind::of(&buf));
-        chunks
-            .send(buf)
-            .map_err(|_| anyhow!("hashing worker stopped"))?;
+        chunks.send(buf).map_err(|_| DigestError::WorkerStopped {
+            path: file.path_lossy(),
+        })?;
     }
     Ok(kind.unwrap_or_default())
 }
@@ -449,12 +455,10 @@ fn collect_digests(
     replies: &Receiver<Answer>,
     empty: &FileDigest,
     mismatched: &mut Vec<usize>,
-) -> anyhow::Result<Vec<FileDigest>> {
+) -> Result<Vec<FileDigest>, DigestError> {
     let mut digests: Vec<Option<FileDigest>> = vec![None; files.len()];
     for _ in 0..sent {
-        let (i, d, content) = replies
-            .recv()
-            .map_err(|_| anyhow!("a hashing worker failed"))?;
+        let (i, d, content) = replies.recv().map_err(|_| DigestError::WorkerFailed)?;
         if files.get(i).is_some_and(|f| !matches_header(f, content)) {
             mismatched.push(i);
         }

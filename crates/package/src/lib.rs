@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod error;
 pub mod output;
 pub mod repo;
 pub mod report;
@@ -20,6 +21,7 @@ pub mod signatures;
 pub mod verify;
 
 pub use digest::{digest_package, HashPool, NoProgress, PackageDigests, Progress};
+pub use error::{DigestError, ReportError, ShowError, SignError, VerifyError};
 pub use output::{write_atomic, AtomicFile};
 pub use signatures::{SignaturesError, VeritySignatures};
 

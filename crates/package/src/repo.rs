@@ -40,10 +40,10 @@ pub enum RepoError {
     NotADirectory(PathBuf),
     #[error("repository {}: no repodata/ directory (make the repository with `createrepo_c {}` first)", .0.display(), .0.display())]
     NoMetadata(PathBuf),
-    #[error("the signer's certificate cannot be read: {0}")]
-    Certificate(String),
-    #[error("signing: {0}")]
-    Sign(String),
+    #[error("the signer's certificate cannot be read")]
+    Certificate(#[source] verity_signing::CertError),
+    #[error("signing")]
+    Sign(#[source] crate::error::SignError),
     #[error("{CREATEREPO} is not installed (Debian package createrepo-c); packages signed in this run keep their signatures, but the metadata of {} was not refreshed: install it and run `{CREATEREPO} --update {}`, or run sign --repo again", dir.display(), dir.display())]
     CreaterepoMissing { dir: PathBuf },
     #[error("`{CREATEREPO} --update {}` failed ({status}): {stderr}; packages signed in this run keep their signatures, but the metadata is stale until a run succeeds (sign --repo again: it signs nothing more and refreshes)", dir.display())]
@@ -153,8 +153,7 @@ pub fn sign_repository(
     threads: usize,
     progress: &dyn SignProgress,
 ) -> Result<(Vec<SignOutcome>, Result<MetadataRefresh, RepoError>), RepoError> {
-    let cert = Certificate::from_der(signer.certificate_der())
-        .map_err(|e| RepoError::Certificate(e.to_string()))?;
+    let cert = Certificate::from_der(signer.certificate_der()).map_err(RepoError::Certificate)?;
     let mut outcomes: Vec<Option<SignOutcome>> = vec![None; packages.len()];
     let mut todo = Vec::new();
     let mut todo_index = Vec::new();
@@ -186,7 +185,7 @@ pub fn sign_repository(
         index: &todo_index,
     };
     let signed = sign::sign_packages(&todo, opts, Action::Sign(signer), threads, &mapped)
-        .map_err(|e| RepoError::Sign(format!("{e:#}")))?;
+        .map_err(RepoError::Sign)?;
     for ((o, i), before) in signed.into_iter().zip(&todo_index).zip(&mtimes) {
         if o.status == SignStatus::Signed {
             make_mtime_differ(&packages[*i], *before);

@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use fsverity::{HashAlgorithm, Params};
 use rayon::prelude::*;
 use rpm_format::{Package, RewriteMode};
@@ -15,6 +14,7 @@ use serde::Serialize;
 use verity_signing::cert::EcCurve;
 use verity_signing::{Certificate, KeyAlgorithm, SignatureAlgorithm};
 
+use crate::error::ReportError;
 use crate::sign::WriteMode;
 
 /// The certificate the `--key-type` estimates name as signer: a throwaway self-signed P-256
@@ -82,22 +82,16 @@ impl SignatureSize {
     /// The length `LocalSigner::signature_len` gives for a key certified by `cert` (every RSA
     /// PKCS#1 v1.5 signature is the modulus length; an ECDSA one at most its longest DER; the
     /// PKCS#7 around it names the certificate's issuer and serial).
-    pub fn for_certificate(cert: &Certificate, hash: HashAlgorithm) -> anyhow::Result<Self> {
+    pub fn for_certificate(cert: &Certificate, hash: HashAlgorithm) -> Result<Self, ReportError> {
         let alg = cert.key_algorithm();
         let bits = match alg {
-            KeyAlgorithm::Rsa => {
-                cert.max_signature_value_len()
-                    .context("cannot read the RSA key")?
-                    * 8
-            }
+            KeyAlgorithm::Rsa => cert.max_signature_value_len().ok_or(ReportError::RsaKey)? * 8,
             KeyAlgorithm::Ec(EcCurve::P256) => 256,
             KeyAlgorithm::Ec(EcCurve::P384) => 384,
-            KeyAlgorithm::Ec(EcCurve::P521) => {
-                bail!("EC P-521 keys cannot sign here (only P-256 and P-384)")
-            }
+            KeyAlgorithm::Ec(EcCurve::P521) => return Err(ReportError::P521),
         };
         let bytes = verity_signing::longest_signed_data_len(hash, cert)
-            .context("cannot compute the signature length")?;
+            .ok_or(ReportError::SignatureLength)?;
         Ok(SignatureSize {
             bytes,
             key_bits: bits,
@@ -110,7 +104,7 @@ impl SignatureSize {
     }
 
     /// An estimate for a key of `key` type and a certificate like [`REPRESENTATIVE_CERT`].
-    pub fn estimate(key: KeyType, hash: HashAlgorithm) -> anyhow::Result<Self> {
+    pub fn estimate(key: KeyType, hash: HashAlgorithm) -> Result<Self, ReportError> {
         let cert = Certificate::parse(REPRESENTATIVE_CERT.as_bytes())?;
         let (alg, bits, value_len) = match key {
             KeyType::Rsa2048 => (KeyAlgorithm::Rsa, 2048, 256),
@@ -251,7 +245,7 @@ pub struct Report {
 
 /// The packages named: files as they are, directories replaced by every `*.rpm` below them
 /// (symlinks not followed), sorted by path, each once.
-pub fn collect_packages(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn collect_packages(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
     let mut out = Vec::new();
     for a in args {
         if a.is_dir() {
@@ -265,12 +259,14 @@ pub fn collect_packages(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for e in entries {
-        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
-        let ty = e.file_type()?;
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
+    let cannot_read = |source| ReportError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for e in std::fs::read_dir(dir).map_err(cannot_read)? {
+        let e = e.map_err(cannot_read)?;
+        let ty = e.file_type().map_err(cannot_read)?;
         let path = e.path();
         if ty.is_dir() {
             walk(&path, out)?;
@@ -323,14 +319,18 @@ pub fn report_package(pkg: &Path, signature: &SignatureSize) -> PackageReport {
         sizes: Sizes::default(),
     };
     if let Err(e) = measure(pkg, signature, &mut r) {
-        r.error = Some(crate::error_chain(e.as_ref()));
+        r.error = Some(crate::error_chain(&e));
     }
     r
 }
 
-fn measure(pkg: &Path, signature: &SignatureSize, r: &mut PackageReport) -> anyhow::Result<()> {
-    let f = File::open(pkg).context("cannot open")?;
-    let package_bytes = f.metadata().context("cannot stat")?.len();
+fn measure(
+    pkg: &Path,
+    signature: &SignatureSize,
+    r: &mut PackageReport,
+) -> Result<(), ReportError> {
+    let f = File::open(pkg).map_err(ReportError::Open)?;
+    let package_bytes = f.metadata().map_err(ReportError::Stat)?.len();
     let p = Package::open_unverified(BufReader::new(f))?;
     let files = p.files()?;
     let n = files.len();

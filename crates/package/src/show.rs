@@ -10,11 +10,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use anyhow::Context;
 use rpm_format::Package;
 use serde::Serialize;
 use verity_signing::{Pkcs7Signature, SignatureAlgorithm};
 
+use crate::error::ShowError;
 use crate::signatures::VeritySignatures;
 
 /// The state of one file's entry in tag 276.
@@ -114,13 +114,13 @@ pub fn show_package(pkg: &Path) -> ShownPackage {
         signers: Vec::new(),
     };
     if let Err(e) = read(pkg, &mut out) {
-        out.error = Some(crate::error_chain(e.as_ref()));
+        out.error = Some(crate::error_chain(&e));
     }
     out
 }
 
-fn read(pkg: &Path, out: &mut ShownPackage) -> anyhow::Result<()> {
-    let f = File::open(pkg).context("cannot open")?;
+fn read(pkg: &Path, out: &mut ShownPackage) -> Result<(), ShowError> {
+    let f = File::open(pkg).map_err(ShowError::Open)?;
     let p = Package::open_unverified(BufReader::new(f))?;
     let files = p.files()?;
     let sigs = VeritySignatures::read(p.signature.header())?;

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context};
 use fsverity::{FileDigest, HashAlgorithm};
 use rpm_format::{Lead, Package, RewriteMode, RewritePlan};
 use serde::Serialize;
 use verity_signing::{DistinctDigests, Signer};
 
 use crate::digest::{self, HashPool, Progress};
+use crate::error::SignError;
 use crate::output::AtomicFile;
 use crate::select::FileSelection;
 use crate::signatures::VeritySignatures;
@@ -186,7 +186,7 @@ pub fn sign_packages(
     action: Action<'_>,
     threads: usize,
     progress: &dyn SignProgress,
-) -> anyhow::Result<Vec<SignOutcome>> {
+) -> Result<Vec<SignOutcome>, SignError> {
     check_destinations(packages, opts)?;
     let stale = stale_temp_files(packages, opts);
     let pool = HashPool::new(threads, opts.hash_alg)?;
@@ -239,10 +239,10 @@ fn stale_temp_files(packages: &[PathBuf], opts: &SignOptions) -> Vec<Vec<String>
 /// Where a package is read from and written to. A symlink is resolved first, so that both
 /// modes sign the package it points to and keep the link: in place, the target is replaced;
 /// with an output directory, the copy gets the name the user gave.
-fn source_and_destination(pkg: &Path, opts: &SignOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let real = fs::canonicalize(pkg).context("cannot stat")?;
+fn source_and_destination(pkg: &Path, opts: &SignOptions) -> Result<(PathBuf, PathBuf), SignError> {
+    let real = fs::canonicalize(pkg).map_err(SignError::Stat)?;
     let dest = match &opts.output_dir {
-        Some(dir) => dir.join(pkg.file_name().ok_or_else(|| anyhow!("not a file name"))?),
+        Some(dir) => dir.join(pkg.file_name().ok_or(SignError::NotAFileName)?),
         None => real.clone(),
     };
     Ok((real, dest))
@@ -253,11 +253,12 @@ fn source_and_destination(pkg: &Path, opts: &SignOptions) -> anyhow::Result<(Pat
 /// replace the first), or an input that is its own output (`--output-dir .` with `./x.rpm`).
 /// Paths that cannot be resolved are left to [`sign_package`], which reports them per
 /// package.
-pub fn check_destinations(packages: &[PathBuf], opts: &SignOptions) -> anyhow::Result<()> {
+pub fn check_destinations(packages: &[PathBuf], opts: &SignOptions) -> Result<(), SignError> {
     let out_dir = match &opts.output_dir {
-        Some(d) => {
-            Some(fs::canonicalize(d).with_context(|| format!("output directory {}", d.display()))?)
-        }
+        Some(d) => Some(fs::canonicalize(d).map_err(|source| SignError::OutputDir {
+            path: d.clone(),
+            source,
+        })?),
         None => None,
     };
     let mut taken: std::collections::HashMap<PathBuf, &Path> = Default::default();
@@ -271,19 +272,17 @@ pub fn check_destinations(packages: &[PathBuf], opts: &SignOptions) -> anyhow::R
             (None, _) => real.clone(),
         };
         if out_dir.is_some() && is_same_file(&dest, &real) {
-            bail!(
-                "{} would be written over itself ({}); nothing signed",
-                pkg.display(),
-                dest.display()
-            );
+            return Err(SignError::OverItself {
+                package: pkg.clone(),
+                dest,
+            });
         }
         if let Some(first) = taken.insert(dest.clone(), pkg) {
-            bail!(
-                "{} and {} would both be written to {}; nothing signed",
-                first.display(),
-                pkg.display(),
-                dest.display()
-            );
+            return Err(SignError::SameDestination {
+                first: first.to_path_buf(),
+                second: pkg.clone(),
+                dest,
+            });
         }
     }
     Ok(())
@@ -313,7 +312,7 @@ pub fn sign_package(
     let mut out = SignOutcome::new(pkg);
     if let Err(e) = process(pkg, opts, action, pool, progress, &mut out) {
         out.status = SignStatus::Error;
-        out.error = Some(crate::error_chain(e.as_ref()));
+        out.error = Some(crate::error_chain(&e));
     }
     out.seconds = started.elapsed().as_secs_f64();
     out
@@ -344,12 +343,12 @@ fn process(
     pool: &HashPool,
     progress: &dyn Progress,
     out: &mut SignOutcome,
-) -> anyhow::Result<()> {
+) -> Result<(), SignError> {
     let (real, dest) = source_and_destination(pkg, opts)?;
     let pkg = real.as_path();
-    let before = fs::metadata(pkg).context("cannot stat")?;
+    let before = fs::metadata(pkg).map_err(SignError::Stat)?;
     if before.is_dir() {
-        bail!("is a directory, not a package");
+        return Err(SignError::IsDirectory);
     }
     out.package_size = before.len();
     let prepared = match action {
@@ -376,9 +375,9 @@ fn process(
         RewriteMode::Rewrite => WriteMode::Rewrite,
     });
 
-    let now = fs::metadata(pkg).context("cannot stat")?;
+    let now = fs::metadata(pkg).map_err(SignError::Stat)?;
     if fingerprint(&now) != fingerprint(&before) {
-        bail!("package changed while it was being signed; nothing written");
+        return Err(SignError::Changed);
     }
     write_package(pkg, &dest, opts, p, &before)?;
     if opts.output_dir.is_some() {
@@ -392,8 +391,8 @@ fn process(
 }
 
 /// The package without verity tags; `None` for a source package that is to be skipped.
-fn prepare_delete(pkg: &Path, opts: &SignOptions) -> anyhow::Result<Option<Prepared>> {
-    let f = File::open(pkg).context("cannot open")?;
+fn prepare_delete(pkg: &Path, opts: &SignOptions) -> Result<Option<Prepared>, SignError> {
+    let f = File::open(pkg).map_err(SignError::Open)?;
     let p = Package::open(std::io::BufReader::new(f))?;
     if p.is_source() && !opts.include_source {
         return Ok(None);
@@ -422,9 +421,9 @@ fn prepare_sign(
     signer: &dyn Signer,
     pool: &HashPool,
     progress: &dyn Progress,
-) -> anyhow::Result<Option<Prepared>> {
+) -> Result<Option<Prepared>, SignError> {
     let early = {
-        let f = File::open(pkg).context("cannot open")?;
+        let f = File::open(pkg).map_err(SignError::Open)?;
         let p = Package::open_unverified(std::io::BufReader::new(f))?;
         if p.is_source() && !opts.include_source {
             return Ok(None);
@@ -434,18 +433,14 @@ fn prepare_sign(
     };
     let digests = digest::digest_package(pkg, opts.hash_alg, pool, progress)?;
     if let Err(e) = digests.integrity {
-        return Err(anyhow::Error::new(e).context("corrupt package, not signed"));
+        return Err(SignError::Corrupt(e));
     }
     if let Some(&first) = digests.mismatched.first() {
         let path = digests.files.get(first).map(|f| f.path_lossy());
-        let more = match digests.mismatched.len() - 1 {
-            0 => String::new(),
-            n => format!(" (and {n} more)"),
-        };
-        bail!(
-            "corrupt package, not signed: {}: content does not match the header's digest{more}",
-            path.unwrap_or_default()
-        );
+        return Err(SignError::ContentMismatch {
+            path: path.unwrap_or_default(),
+            more: digests.mismatched.len() - 1,
+        });
     }
     let selected: Vec<bool> = digests
         .files
@@ -495,7 +490,7 @@ fn write_package(
     opts: &SignOptions,
     p: Prepared,
     before: &fs::Metadata,
-) -> anyhow::Result<()> {
+) -> Result<(), SignError> {
     let Prepared {
         headers,
         plan,
@@ -505,8 +500,12 @@ fn write_package(
     if let Some(copy) = early {
         if copy.header_len == plan.signature_bytes.len() {
             let dest = copy.dest.clone();
-            return finish_early_copy(copy, pkg, &plan, &headers.main, before)
-                .with_context(|| format!("writing {}", dest.display()));
+            return finish_early_copy(copy, pkg, &plan, &headers.main, before).map_err(|e| {
+                SignError::Write {
+                    path: dest,
+                    source: Box::new(e),
+                }
+            });
         }
         // The prediction missed (signatures of different lengths, e.g. a remote signer that
         // changed keys): drop the early copy and write the file the plain way.
@@ -514,20 +513,24 @@ fn write_package(
     }
     let main_offset = headers.main_header_offset();
     if opts.output_dir.is_some() {
-        return write_new_file(pkg, dest, &plan, &headers.main, main_offset, before)
-            .with_context(|| format!("writing {}", dest.display()));
+        return write_new_file(pkg, dest, &plan, &headers.main, main_offset, before).map_err(|e| {
+            SignError::Write {
+                path: dest.to_path_buf(),
+                source: Box::new(e),
+            }
+        });
     }
     match plan.mode {
         RewriteMode::InPlace => {
             let f = OpenOptions::new()
                 .write(true)
                 .open(pkg)
-                .context("cannot open for writing")?;
+                .map_err(SignError::OpenForWriting)?;
             // One write of the header's bytes, which SIGINT/SIGTERM wait for.
-            let _whole = crate::output::uninterrupted()?;
+            let _whole = crate::output::uninterrupted().map_err(SignError::Interrupted)?;
             f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)
-                .context("writing the signature header")?;
-            f.sync_all().context("fsync")?;
+                .map_err(SignError::WriteHeader)?;
+            f.sync_all().map_err(SignError::Fsync)?;
             Ok(())
         }
         RewriteMode::Rewrite => write_new_file(pkg, pkg, &plan, &headers.main, main_offset, before),
@@ -539,7 +542,7 @@ fn sign_selected(
     signer: &dyn Signer,
     digests: &[FileDigest],
     selected: &[bool],
-) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
+) -> Result<(Vec<Vec<u8>>, usize), SignError> {
     if selected.iter().all(|&s| s) {
         return sign_all(signer, digests);
     }
@@ -569,17 +572,19 @@ fn sign_selected(
 
 /// Signs each distinct digest once (every directory, symlink and empty file shares one) and
 /// returns one signature per input digest plus the number of signatures actually made.
-fn sign_all(signer: &dyn Signer, digests: &[FileDigest]) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
+fn sign_all(
+    signer: &dyn Signer,
+    digests: &[FileDigest],
+) -> Result<(Vec<Vec<u8>>, usize), SignError> {
     let distinct = DistinctDigests::new(digests);
     let unique: Vec<FileDigest> = distinct.unique.iter().map(|d| (*d).clone()).collect();
     let sigs = signer.sign_digests(&unique)?;
-    let all = distinct.spread(&sigs).ok_or_else(|| {
-        anyhow!(
-            "signer returned {} signatures for {} digests",
-            sigs.len(),
-            unique.len()
-        )
-    })?;
+    let all = distinct
+        .spread(&sigs)
+        .ok_or_else(|| SignError::SignatureCount {
+            expected: unique.len(),
+            got: sigs.len(),
+        })?;
     Ok((all, unique.len()))
 }
 
@@ -593,15 +598,20 @@ fn write_new_file(
     main: &rpm_format::Header,
     main_offset: u64,
     src_meta: &fs::Metadata,
-) -> anyhow::Result<()> {
-    let mut input = File::open(src).context("cannot open")?;
+) -> Result<(), SignError> {
+    let mut input = File::open(src).map_err(SignError::Open)?;
     let lead = new_lead(plan, main, src)?;
-    let mut out = AtomicFile::create(dest)
-        .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
-    out.write_all(&lead)?;
-    out.write_all(&plan.signature_bytes)?;
-    input.seek(SeekFrom::Start(main_offset))?;
-    std::io::copy(&mut input, out.file()).context("copying header and payload")?;
+    let mut out = AtomicFile::create(dest).map_err(|source| SignError::Create {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    out.write_all(&lead).map_err(SignError::WriteLead)?;
+    out.write_all(&plan.signature_bytes)
+        .map_err(SignError::WriteHeader)?;
+    input
+        .seek(SeekFrom::Start(main_offset))
+        .map_err(SignError::Seek)?;
+    std::io::copy(&mut input, out.file()).map_err(SignError::Copy)?;
     commit_like(out, src_meta)
 }
 
@@ -613,23 +623,25 @@ fn finish_early_copy(
     plan: &RewritePlan,
     main: &rpm_format::Header,
     src_meta: &fs::Metadata,
-) -> anyhow::Result<()> {
+) -> Result<(), SignError> {
     let mut out = copy.complete()?;
     let lead = new_lead(plan, main, src)?;
     let f = out.file();
-    f.write_all_at(&lead, 0)?;
-    f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)?;
+    f.write_all_at(&lead, 0).map_err(SignError::WriteLead)?;
+    f.write_all_at(&plan.signature_bytes, rpm_format::lead::LEAD_SIZE as u64)
+        .map_err(SignError::WriteHeader)?;
     commit_like(out, src_meta)
 }
 
 /// Gives the new file the original's mode (and owner, when allowed), then fsyncs it and
 /// renames it over the destination.
-fn commit_like(out: AtomicFile, src_meta: &fs::Metadata) -> anyhow::Result<()> {
+fn commit_like(out: AtomicFile, src_meta: &fs::Metadata) -> Result<(), SignError> {
     let f = out.file_ref();
     // Owner first: changing it clears set-id bits the mode then puts back.
     let _ = std::os::unix::fs::fchown(f, Some(src_meta.uid()), Some(src_meta.gid()));
-    f.set_permissions(fs::Permissions::from_mode(src_meta.mode() & 0o7777))?;
-    out.commit().context("replacing the package")
+    f.set_permissions(fs::Permissions::from_mode(src_meta.mode() & 0o7777))
+        .map_err(SignError::SetMode)?;
+    out.commit().map_err(SignError::Replace)
 }
 
 /// The lead of the new file: rpm 4.18 regenerates it (from the main header and the host's
@@ -638,15 +650,15 @@ fn new_lead(
     plan: &RewritePlan,
     main: &rpm_format::Header,
     src: &Path,
-) -> anyhow::Result<[u8; rpm_format::lead::LEAD_SIZE]> {
+) -> Result<[u8; rpm_format::lead::LEAD_SIZE], SignError> {
     Ok(match plan.mode {
         RewriteMode::Rewrite => Lead::from_header_for_host(main)?.to_bytes(),
         RewriteMode::InPlace => {
             let mut b = [0u8; rpm_format::lead::LEAD_SIZE];
             File::open(src)
-                .context("cannot open")?
+                .map_err(SignError::Open)?
                 .read_exact(&mut b)
-                .context("reading the lead")?;
+                .map_err(SignError::ReadLead)?;
             b
         }
     })

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
 use fsverity::HashAlgorithm;
 use serde::Serialize;
-use verity_signing::{Certificate, Pkcs7Signature, VerifyError};
+use verity_signing::{Certificate, Pkcs7Signature};
 
 use crate::digest::{self, HashPool, PackageDigests};
+use crate::error::{DigestError, VerifyError};
 use crate::signatures::{self, VeritySignatures};
 
 /// The verdict on one file's signature.
@@ -119,7 +119,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(trusted: Vec<Certificate>, threads: usize) -> anyhow::Result<Verifier> {
+    pub fn new(trusted: Vec<Certificate>, threads: usize) -> Result<Verifier, DigestError> {
         Ok(Verifier {
             trusted,
             pools: [
@@ -142,7 +142,7 @@ impl Verifier {
             package: pkg.display().to_string(),
             ok: false,
             checked: !self.trusted.is_empty(),
-            error: Some(crate::error_chain(e.as_ref())),
+            error: Some(crate::error_chain(&e)),
             algorithm: None,
             files: Vec::new(),
             good: 0,
@@ -158,16 +158,16 @@ impl Verifier {
         }
     }
 
-    fn check_package(&self, pkg: &Path) -> anyhow::Result<PackageVerdict> {
+    fn check_package(&self, pkg: &Path) -> Result<PackageVerdict, VerifyError> {
         // Tag 277 decides the algorithm; read the signature header before streaming the payload.
         let alg = {
-            let f = std::fs::File::open(pkg).context("cannot open")?;
+            let f = std::fs::File::open(pkg).map_err(VerifyError::Open)?;
             let p = rpm_format::Package::open_unverified(std::io::BufReader::new(f))?;
             signatures::algorithm(p.signature.header())?
         };
         let pool = match self.pools.iter().find(|(a, _)| *a == alg) {
             Some((_, pool)) => pool,
-            None => bail!("no hashing pool for {alg}"),
+            None => return Err(VerifyError::NoPool(alg)),
         };
         let digests = digest::digest_package(pkg, alg, pool, &digest::NoProgress)?;
         check_digests(pkg, &digests, alg, &self.trusted)
@@ -179,14 +179,14 @@ fn check_digests(
     digests: &PackageDigests,
     alg: HashAlgorithm,
     trusted: &[Certificate],
-) -> anyhow::Result<PackageVerdict> {
+) -> Result<PackageVerdict, VerifyError> {
     let n = digests.files.len();
     let sigs = match VeritySignatures::read(digests.headers.signature.header())? {
         Some(s) => s,
         None if n == 0 => {
             return Ok(verdict(pkg, digests, alg, trusted, Vec::new()));
         }
-        None => bail!("no fs-verity signatures (tag 276) in the package"),
+        None => return Err(VerifyError::NoSignatures),
     };
     sigs.check_count(n)?;
     let files = digests
@@ -290,7 +290,7 @@ fn check_file(
         r.status = FileStatus::Unchecked;
     } else if let Err(e) = sig.verify(digest, trusted) {
         r.status = match e {
-            VerifyError::UnknownSigner(_) => FileStatus::Untrusted,
+            verity_signing::VerifyError::UnknownSigner(_) => FileStatus::Untrusted,
             _ => FileStatus::Bad,
         };
         r.error = Some(format!("{e} (content digest {digest})"));

@@ -170,7 +170,7 @@ pub fn run(
     plan: Plan,
     opts: AuditOptions,
     on_file: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<AuditReport> {
+) -> Result<AuditReport, crate::error::ThreadPoolError> {
     let ctx = AuditContext {
         sys,
         sig_owner: installed::signature_owners(&sys.packages),

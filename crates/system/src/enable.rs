@@ -273,7 +273,7 @@ pub fn run(
     plan: Plan,
     opts: EnableOptions,
     on_file: &(dyn Fn(&FileResult, u64) + Sync),
-) -> anyhow::Result<EnableReport> {
+) -> Result<EnableReport, crate::error::ThreadPoolError> {
     let ctx = EnableContext {
         sys,
         sig_owner: installed::signature_owners(&sys.packages),

@@ -2,12 +2,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use fsverity::HashAlgorithm;
 use rpm_format::{tags, FileList, Header};
 use verity_package::VeritySignatures;
 
 use crate::certs::TrustedCerts;
+use crate::error::{HeaderError, OpenError, PackageRowError};
 use crate::root::Root;
 use crate::rpmdb::{PackageRow, Rpmdb};
 
@@ -102,8 +102,8 @@ impl InstalledPackage {
 
 /// Turns one rpmdb header into an [`InstalledPackage`]. Errors say what is wrong with the
 /// header; the caller adds which row it was.
-pub fn package_from_header(hnum: i64, h: &Header) -> anyhow::Result<InstalledPackage> {
-    let get = |tag| -> anyhow::Result<String> {
+pub fn package_from_header(hnum: i64, h: &Header) -> Result<InstalledPackage, HeaderError> {
+    let get = |tag| -> Result<String, HeaderError> {
         Ok(h.get_string(tag)?.unwrap_or_else(|| "?".to_string()))
     };
     let name = get(tags::NAME)?;
@@ -121,9 +121,10 @@ pub fn package_from_header(hnum: i64, h: &Header) -> anyhow::Result<InstalledPac
     let mut files = Vec::with_capacity(list.len());
     for (i, f) in list.files().iter().enumerate() {
         let signature = match &sigs {
-            Some(s) => s
-                .get(i)
-                .with_context(|| format!("signature of {}", f.path_lossy()))?,
+            Some(s) => s.get(i).map_err(|source| HeaderError::FileSignature {
+                path: f.path_lossy(),
+                source,
+            })?,
             None => None,
         };
         files.push(InstalledFile {
@@ -147,13 +148,15 @@ pub fn package_from_header(hnum: i64, h: &Header) -> anyhow::Result<InstalledPac
 
 /// All packages of the database. Unreadable rows are returned as errors naming the row, so one
 /// damaged header does not hide the others.
-pub fn load_packages(db: &Rpmdb) -> anyhow::Result<Vec<anyhow::Result<InstalledPackage>>> {
+pub fn load_packages(
+    db: &Rpmdb,
+) -> Result<Vec<Result<InstalledPackage, PackageRowError>>, crate::rpmdb::Error> {
     let rows = db.packages()?;
     Ok(rows
         .into_iter()
         .map(|PackageRow { hnum, header }| {
             let h = header?;
-            package_from_header(hnum, &h).with_context(|| format!("rpmdb row hnum={hnum}"))
+            package_from_header(hnum, &h).map_err(|source| PackageRowError::Header { hnum, source })
         })
         .collect())
 }
@@ -170,14 +173,14 @@ pub struct InstalledSystem {
     pub root: Root,
     pub db_path: PathBuf,
     pub packages: Vec<InstalledPackage>,
-    pub row_errors: Vec<anyhow::Error>,
+    pub row_errors: Vec<PackageRowError>,
     pub trusted: TrustedCerts,
 }
 
 impl InstalledSystem {
     /// Opens `root` and its rpmdb (`dbpath` inside the root, else the standard places) and
     /// loads the trusted certificates (`certs`, else [`crate::certs::DEFAULT_CERT_DIR`]).
-    pub fn open(root: &Path, dbpath: Option<&Path>, certs: &[PathBuf]) -> anyhow::Result<Self> {
+    pub fn open(root: &Path, dbpath: Option<&Path>, certs: &[PathBuf]) -> Result<Self, OpenError> {
         let root_dir = Root::open(root)?;
         let db = Rpmdb::open(root, dbpath)?;
         let mut packages = Vec::new();
@@ -212,7 +215,7 @@ impl InstalledSystem {
     pub fn row_error_messages(&self) -> Vec<String> {
         self.row_errors
             .iter()
-            .map(|e| verity_package::error_chain(e.as_ref()))
+            .map(|e| verity_package::error_chain(e))
             .collect()
     }
 

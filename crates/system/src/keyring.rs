@@ -350,28 +350,23 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
-/// A bad word in the require-signatures file.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct BadSettingFile {
-    pub path: PathBuf,
-    pub message: String,
-}
-
 /// The value in `file` (as the boot integration keeps it in /etc/rpm-verity/require-signatures);
 /// `None` when the file does not exist, which leaves the sysctl alone.
-pub fn setting_from_file(file: &Path) -> anyhow::Result<Option<bool>> {
-    use anyhow::Context;
+pub fn setting_from_file(file: &Path) -> Result<Option<bool>, crate::error::SettingFileError> {
     match std::fs::read_to_string(file) {
-        Ok(text) => parse_on_off(&text).map(Some).map_err(|message| {
-            BadSettingFile {
-                path: file.to_path_buf(),
-                message,
-            }
-            .into()
-        }),
+        Ok(text) => {
+            parse_on_off(&text)
+                .map(Some)
+                .map_err(|message| crate::error::SettingFileError::Bad {
+                    path: file.to_path_buf(),
+                    message,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| file.display().to_string()),
+        Err(source) => Err(crate::error::SettingFileError::Read {
+            path: file.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -428,7 +423,7 @@ mod tests {
         let e = setting_from_file(&f).unwrap_err();
         assert!(format!("{e:#}").contains("expected on or off"), "{e:#}");
         let e = setting_from_file(dir.path()).unwrap_err();
-        let msg = crate::outcome::error_chain(e.as_ref());
+        let msg = crate::outcome::error_chain(&e);
         assert_eq!(msg.matches("Is a directory").count(), 1, "{msg}");
     }
 

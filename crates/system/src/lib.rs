@@ -9,8 +9,8 @@
 //! [`root::Root::open_file`] (opened read-only inside the root, never through a symlink out)
 //! → [`check`] (measured or user-space digest against the package's signature).
 //!
-//! Errors that only travel up to be printed stay `anyhow::Error` with context; everything a
-//! caller branches on (statuses, verdicts, keyring access) is an enum.
+//! Errors are typed: what stops a command (an unreadable root, rpmdb or certificate, see
+//! [`error`]) and what a caller branches on (statuses, verdicts, keyring access) alike.
 #![forbid(unsafe_code)]
 
 pub mod outcome;
@@ -19,6 +19,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod enable;
+pub mod error;
 pub mod installed;
 pub mod keyring;
 pub mod lockdown;

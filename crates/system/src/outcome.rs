@@ -159,12 +159,11 @@ pub fn plural(n: usize, word: &str) -> String {
 
 /// A worker pool of the size the caller asked for, so that `--jobs` bounds the work of one
 /// command without touching rayon's global pool.
-pub(crate) fn thread_pool(jobs: usize) -> anyhow::Result<rayon::ThreadPool> {
-    use anyhow::Context;
+pub(crate) fn thread_pool(jobs: usize) -> Result<rayon::ThreadPool, crate::error::ThreadPoolError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()
-        .context("cannot start the worker threads")
+        .map_err(crate::error::ThreadPoolError)
 }
 
 #[cfg(test)]
@@ -186,12 +185,11 @@ mod tests {
         struct Repeats(#[source] std::io::Error);
         let e = Repeats(io);
         assert_eq!(error_chain(&e), "reading x: Is a directory (os error 21)");
-        let e = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOENT))
-            .context("opening y");
-        assert_eq!(
-            error_chain(e.as_ref()),
-            "opening y: No such file or directory (os error 2)"
-        );
+        let e = crate::error::PathError {
+            path: "y".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(error_chain(&e), "y: No such file or directory (os error 2)");
     }
 
     #[test]

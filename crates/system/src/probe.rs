@@ -8,7 +8,6 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use anyhow::Context;
 use fsverity::linux::{self, EnableError};
 use serde::Serialize;
 use verity_signing::cert::EcCurve;
@@ -287,9 +286,15 @@ pub struct PathStatus {
 }
 
 /// Probes `path`'s filesystem, and for a regular file whether verity is on and its digest.
-pub fn path_status(path: &Path) -> anyhow::Result<PathStatus> {
-    let abs = fs::canonicalize(path).with_context(|| path.display().to_string())?;
-    let meta = fs::metadata(&abs).with_context(|| abs.display().to_string())?;
+pub fn path_status(path: &Path) -> Result<PathStatus, crate::error::PathError> {
+    let abs = fs::canonicalize(path).map_err(|source| crate::error::PathError {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let meta = fs::metadata(&abs).map_err(|source| crate::error::PathError {
+        path: abs.clone(),
+        source,
+    })?;
     let mount = find_mount(&abs, meta.dev());
     let ext4 = mount
         .as_ref()

@@ -43,15 +43,16 @@ pub struct OpenedFile {
 }
 
 impl Root {
-    pub fn open(path: &Path) -> anyhow::Result<Root> {
-        use anyhow::Context;
+    pub fn open(path: &Path) -> Result<Root, crate::error::RootError> {
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(io::Error::from)
-        .with_context(|| format!("root {}", path.display()))?;
+        .map_err(|e| crate::error::RootError {
+            path: path.to_path_buf(),
+            source: io::Error::from(e),
+        })?;
         let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(Root {
             dir,

@@ -85,7 +85,10 @@ fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
 }
 
 /// Gathers the report; only an unusable `path` is an error (it was asked about explicitly).
-pub fn report(certs_dir: &Path, path: Option<&Path>) -> anyhow::Result<StatusReport> {
+pub fn report(
+    certs_dir: &Path,
+    path: Option<&Path>,
+) -> Result<StatusReport, crate::error::PathError> {
     let kernel = probe::kernel_status();
     let keyring = keyring_status();
     let certs = cert_dir_status(certs_dir, &keyring);

@@ -91,7 +91,7 @@ fn signature_size(args: &Args) -> anyhow::Result<SignatureSize> {
         KeyType::P256 => report::KeyType::P256,
         KeyType::P384 => report::KeyType::P384,
     };
-    SignatureSize::estimate(key, hash)
+    Ok(SignatureSize::estimate(key, hash)?)
 }
 
 fn print_text(r: &Report) {

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
 use fsverity::HashAlgorithm;
 use rpm_format::{Package, RewriteMode};
 use verity_signing::Signer;
 
+use crate::error::SignError;
 use crate::output::AtomicFile;
 
 /// The main header and payload copied into the new file while the payload is still being
@@ -38,13 +38,10 @@ impl EarlyCopy {
 
     /// Copies whatever the background thread has not claimed yet, on the calling thread at
     /// normal priority, then waits for the piece the background thread is on.
-    pub(super) fn complete(self) -> anyhow::Result<AtomicFile> {
+    pub(super) fn complete(self) -> Result<AtomicFile, SignError> {
         let mine = self.job.run();
-        let theirs = self
-            .copier
-            .join()
-            .map_err(|_| anyhow!("the copy thread failed"))?;
-        mine.and(theirs).context("copying header and payload")?;
+        let theirs = self.copier.join().map_err(|_| SignError::CopyThread)?;
+        mine.and(theirs).map_err(SignError::Copy)?;
         Ok(self.out)
     }
 }
@@ -138,7 +135,7 @@ pub(super) fn lay_out(
     signatures: &[Vec<u8>],
     hash_alg: HashAlgorithm,
     signer: &dyn Signer,
-) -> anyhow::Result<rpm_format::RewritePlan> {
+) -> Result<rpm_format::RewritePlan, SignError> {
     let id = u32::from(hash_alg.id());
     // Files left unsigned by the selection keep their empty entry in the prediction too.
     let shorter = |s: &Vec<u8>| !s.is_empty() && Some(s.len()) < signer.signature_len(hash_alg);
@@ -164,7 +161,7 @@ pub(super) fn start_early_copy<R: std::io::Read>(
     in_place_allowed: bool,
     opts: &super::SignOptions,
     signer: &dyn Signer,
-) -> anyhow::Result<Option<EarlyCopy>> {
+) -> Result<Option<EarlyCopy>, SignError> {
     let hash_alg = opts.hash_alg;
     let files = package.files()?;
     let n = files.len();
@@ -197,15 +194,17 @@ pub(super) fn start_early_copy<R: std::io::Read>(
         return Ok(None);
     }
     let header_len = predicted.signature_bytes.len();
-    let src = File::open(pkg).context("cannot open")?;
-    let src_len = src.metadata().context("cannot stat")?.len();
+    let src = File::open(pkg).map_err(SignError::Open)?;
+    let src_len = src.metadata().map_err(SignError::Stat)?.len();
     let src_offset = package.main_header_offset();
-    let out = AtomicFile::create(dest)
-        .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
+    let out = AtomicFile::create(dest).map_err(|source| SignError::Create {
+        path: dest.to_path_buf(),
+        source,
+    })?;
     let dst = out
         .file_ref()
         .try_clone()
-        .context("duplicating the output descriptor")?;
+        .map_err(SignError::DuplicateOutput)?;
     let job = Arc::new(CopyJob {
         src,
         dst,
@@ -223,7 +222,7 @@ pub(super) fn start_early_copy<R: std::io::Read>(
             // Early writeback: the final fsync then finds little left to write.
             bg.dst.sync_data()
         })
-        .context("starting the copy thread")?;
+        .map_err(SignError::StartCopyThread)?;
     Ok(Some(EarlyCopy {
         out,
         dest: dest.to_path_buf(),

@@ -7,12 +7,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::SystemTime;
 
-use anyhow::Context;
 use tokio::sync::oneshot;
+
+use super::setup_error::AuditLogError;
 
 /// Lines taken from the queue per commit, so one huge burst can't starve the acknowledgements.
 const MAX_GROUP: usize = 4096;
@@ -47,30 +48,33 @@ impl AuditLog {
     /// Opens (creating, mode 0600) the log for appending. A torn last line left by a crash is cut
     /// off, so the file stays one JSON document per line; that line's request was never answered,
     /// because answers wait for the fsync.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub fn open(path: &Path) -> Result<Self, AuditLogError> {
+        let at = |make: fn(PathBuf, std::io::Error) -> AuditLogError| {
+            move |source| make(path.to_path_buf(), source)
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)
-            .with_context(|| format!("opening audit log {}", path.display()))?;
+            .map_err(at(|path, source| AuditLogError::Open { path, source }))?;
         let meta = file
             .metadata()
-            .with_context(|| format!("audit log {}", path.display()))?;
+            .map_err(at(|path, source| AuditLogError::Stat { path, source }))?;
         let mut len = meta.len();
         if meta.file_type().is_file() && len > 0 {
             let keep = complete_prefix_len(&mut file, len)
-                .with_context(|| format!("reading audit log {}", path.display()))?;
+                .map_err(at(|path, source| AuditLogError::Read { path, source }))?;
             if keep != len {
                 eprintln!(
                     "rpm-verity serve: audit log {}: removing an incomplete last line ({} bytes) left by a crash",
                     path.display(),
                     len - keep
                 );
-                file.set_len(keep)
-                    .with_context(|| format!("truncating audit log {}", path.display()))?;
-                file.sync_all()?;
+                let truncate = at(|path, source| AuditLogError::Truncate { path, source });
+                file.set_len(keep).map_err(truncate)?;
+                file.sync_all().map_err(truncate)?;
                 len = keep;
             }
         }
@@ -79,7 +83,7 @@ impl AuditLog {
         std::thread::Builder::new()
             .name("audit-log".into())
             .spawn(move || writer(file, len, path, rx))
-            .context("starting the audit log thread")?;
+            .map_err(AuditLogError::Thread)?;
         Ok(Self { tx })
     }
 

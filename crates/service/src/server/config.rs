@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use super::setup_error::{BadKeyName, BadTime, ConfigError};
 use crate::protocol::{is_valid_key_name, MAX_BATCH};
 
 #[derive(Debug, Deserialize)]
@@ -149,17 +149,22 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Self::parse(&text, base).with_context(|| format!("config {}", path.display()))
+        Self::parse(&text, base).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
         let rel = |p: &PathBuf| {
             if p.is_absolute() {
@@ -168,20 +173,24 @@ impl Config {
                 base.join(p)
             }
         };
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .with_context(|| format!("listen = {:?} is not an IP:port address", raw.listen))?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|source| ConfigError::Listen {
+            value: raw.listen.clone(),
+            source,
+        })?;
         let limits = raw.limits.resolve()?;
         let keys = raw
             .keys
             .iter()
             .map(|k| {
-                let time = |field: &str, v: &Option<String>| {
+                let time = |field: &'static str, v: &Option<String>| {
                     v.as_deref()
                         .map(parse_rfc3339)
                         .transpose()
-                        .with_context(|| format!("key {:?}: {field}", k.name))
+                        .map_err(|source| ConfigError::KeyTime {
+                            key: k.name.clone(),
+                            field,
+                            source,
+                        })
                 };
                 let key = match k.key.to_str() {
                     Some(uri) if verity_signing::is_pkcs11_uri(uri) => k.key.clone(),
@@ -196,11 +205,11 @@ impl Config {
                     not_after: time("not_after", &k.not_after)?,
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let key_names = check_keys(&keys)?;
         let clients = parse_clients(&raw.clients, &key_names)?;
         if clients.iter().any(|c| c.cert_cn.is_some()) && raw.tls.client_ca.is_none() {
-            bail!("a client has cert_cn but tls.client_ca is not set, so client certificates cannot be verified");
+            return Err(ConfigError::ClientCnWithoutCa);
         }
         Ok(Self {
             listen,
@@ -218,7 +227,7 @@ impl Config {
 impl RawLimits {
     /// The limits with defaults filled in, refusing values that would make the service refuse
     /// everything or promise more than the API allows.
-    fn resolve(self) -> anyhow::Result<Limits> {
+    fn resolve(self) -> Result<Limits, ConfigError> {
         let d = Limits::default();
         let limits = Limits {
             max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
@@ -246,16 +255,16 @@ impl RawLimits {
                 .unwrap_or(d.shutdown_grace),
         };
         if limits.max_batch == 0 || limits.max_batch > MAX_BATCH {
-            bail!("limits.max_batch must be between 1 and {MAX_BATCH}");
+            return Err(ConfigError::MaxBatch);
         }
         if limits.max_body_bytes < 1024 {
-            bail!("limits.max_body_bytes must be at least 1024");
+            return Err(ConfigError::MaxBodyBytes);
         }
         if limits.per_client_concurrency == 0 || limits.max_connections == 0 {
-            bail!("limits.per_client_concurrency and limits.max_connections must be at least 1");
+            return Err(ConfigError::Concurrency);
         }
         if limits.max_connections_per_peer == 0 || limits.audit_refusals_per_peer_per_sec == 0 {
-            bail!("limits.max_connections_per_peer and limits.audit_refusals_per_peer_per_sec must be at least 1");
+            return Err(ConfigError::PerPeer);
         }
         for (name, t) in [
             ("request_timeout_secs", limits.request_timeout),
@@ -264,7 +273,7 @@ impl RawLimits {
             ("idle_timeout_secs", limits.idle_timeout),
         ] {
             if t.is_zero() {
-                bail!("limits.{name} must be at least 1");
+                return Err(ConfigError::ZeroTimeout(name));
             }
         }
         Ok(limits)
@@ -277,19 +286,22 @@ fn secs(configured: Option<u64>, default: Duration) -> Duration {
 
 /// The names of `keys`, refusing unusable names and an empty list. A name may appear several
 /// times: those are the keys it rotates through.
-fn check_keys(keys: &[KeyConfig]) -> anyhow::Result<BTreeSet<String>> {
+fn check_keys(keys: &[KeyConfig]) -> Result<BTreeSet<String>, ConfigError> {
     let mut names = BTreeSet::new();
     for k in keys {
-        check_name(&k.name).with_context(|| format!("key name {:?}", k.name))?;
+        check_name(&k.name).map_err(|source| ConfigError::KeyName {
+            name: k.name.clone(),
+            source,
+        })?;
         if let (Some(b), Some(a)) = (k.not_before, k.not_after) {
             if a <= b {
-                bail!("key {:?}: not_after is not after not_before", k.name);
+                return Err(ConfigError::KeyValidity(k.name.clone()));
             }
         }
         names.insert(k.name.clone());
     }
     if names.is_empty() {
-        bail!("no [[key]] configured");
+        return Err(ConfigError::NoKeys);
     }
     Ok(names)
 }
@@ -305,7 +317,7 @@ struct Claimed {
 fn parse_clients(
     raw: &[RawClient],
     key_names: &BTreeSet<String>,
-) -> anyhow::Result<Vec<ClientConfig>> {
+) -> Result<Vec<ClientConfig>, ConfigError> {
     let mut claimed = Claimed::default();
     raw.iter()
         .map(|c| parse_client(c, key_names, &mut claimed))
@@ -316,27 +328,23 @@ fn parse_client(
     c: &RawClient,
     key_names: &BTreeSet<String>,
     claimed: &mut Claimed,
-) -> anyhow::Result<ClientConfig> {
+) -> Result<ClientConfig, ConfigError> {
     if c.name.is_empty() {
-        bail!("a [[client]] has an empty name");
+        return Err(ConfigError::ClientWithoutName);
     }
     if !claimed.names.insert(c.name.clone()) {
-        bail!("client {:?} is defined twice", c.name);
+        return Err(ConfigError::ClientTwice(c.name.clone()));
     }
     if c.cert_cn.is_none() && c.token_sha256.is_empty() {
-        bail!(
-            "client {:?} has neither cert_cn nor token_sha256, so it could never authenticate",
-            c.name
-        );
+        return Err(ConfigError::ClientWithoutCredentials(c.name.clone()));
     }
     if let Some(cn) = &c.cert_cn {
         if let Some(other) = claimed.cns.insert(cn.clone(), c.name.clone()) {
-            bail!(
-                "clients {:?} and {:?} have the same cert_cn {:?}",
-                other,
-                c.name,
-                cn
-            );
+            return Err(ConfigError::SameCn {
+                first: other,
+                second: c.name.clone(),
+                cn: cn.clone(),
+            });
         }
     }
     let mut hashes = Vec::new();
@@ -344,23 +352,20 @@ fn parse_client(
         let bytes = hex::decode(h.trim())
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .with_context(|| {
-                format!(
-                    "client {:?}: token_sha256 must be 64 hex digits (sha256 of the token)",
-                    c.name
-                )
-            })?;
+            .ok_or_else(|| ConfigError::TokenFormat(c.name.clone()))?;
         if let Some(other) = claimed.tokens.insert(bytes, c.name.clone()) {
-            bail!("clients {:?} and {:?} share a token", other, c.name);
+            return Err(ConfigError::SharedToken {
+                first: other,
+                second: c.name.clone(),
+            });
         }
         hashes.push(bytes);
     }
     if let Some(k) = c.keys.iter().find(|k| !key_names.contains(*k)) {
-        bail!(
-            "client {:?} is allowed key {:?}, which is not configured",
-            c.name,
-            k
-        );
+        return Err(ConfigError::UnknownKey {
+            client: c.name.clone(),
+            key: k.clone(),
+        });
     }
     Ok(ClientConfig {
         name: c.name.clone(),
@@ -372,8 +377,8 @@ fn parse_client(
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC, optional fraction): the one form of RFC 3339 the config takes,
 /// so a time zone is never guessed.
-pub fn parse_rfc3339(s: &str) -> anyhow::Result<SystemTime> {
-    let bad = || anyhow::anyhow!("{s:?} is not a UTC time like 2026-01-31T00:00:00Z");
+pub fn parse_rfc3339(s: &str) -> Result<SystemTime, BadTime> {
+    let bad = || BadTime(s.to_string());
     let t = s.strip_suffix('Z').ok_or_else(bad)?;
     let t = t.split('.').next().ok_or_else(bad)?;
     let b = t.as_bytes();
@@ -406,9 +411,9 @@ pub fn parse_rfc3339(s: &str) -> anyhow::Result<SystemTime> {
 }
 
 /// Key names appear in URLs, so they are restricted to characters that need no escaping.
-fn check_name(name: &str) -> anyhow::Result<()> {
+fn check_name(name: &str) -> Result<(), BadKeyName> {
     if !is_valid_key_name(name) {
-        bail!("must be 1 to 128 characters: letters, digits, '-', '_' and '.'");
+        return Err(BadKeyName);
     }
     Ok(())
 }
@@ -434,6 +439,47 @@ cert_cn = "builder-01"
 token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
 keys = ["k1"]
 "#;
+
+    /// Each refusal is its own variant, naming the key or client; `load` adds the file.
+    #[test]
+    fn refusals_are_typed() {
+        let parse = |text: &str| Config::parse(text, Path::new("/")).unwrap_err();
+        let bad = BASE.replace("listen = \"127.0.0.1:0\"", "listen = \"nope\"");
+        assert!(matches!(parse(&bad), ConfigError::Listen { value, .. } if value == "nope"));
+        let bad = format!("{BASE}[limits]\nmax_batch = 0\n");
+        assert!(matches!(parse(&bad), ConfigError::MaxBatch));
+        let bad = BASE.replace("name = \"k1\"", "name = \"k 1\"");
+        assert!(matches!(parse(&bad), ConfigError::KeyName { name, .. } if name == "k 1"));
+        let bad = BASE.replace("keys = [\"k1\"]", "keys = [\"k9\"]");
+        assert!(matches!(
+            parse(&bad),
+            ConfigError::UnknownKey { client, key } if client == "builder" && key == "k9"
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("serve.toml");
+        std::fs::write(&file, format!("{BASE}[limits]\nidle_timeout_secs = 0\n")).unwrap();
+        let e = Config::load(&file).unwrap_err();
+        match &e {
+            ConfigError::Invalid { path, source } => {
+                assert_eq!(path, &file);
+                assert!(matches!(
+                    **source,
+                    ConfigError::ZeroTimeout("idle_timeout_secs")
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            crate::error_chain(&e),
+            format!(
+                "config {}: limits.idle_timeout_secs must be at least 1",
+                file.display()
+            )
+        );
+        let e = Config::load(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    }
 
     #[test]
     fn rfc3339_round_trips_with_the_audit_format() {

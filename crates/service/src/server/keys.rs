@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context};
 use verity_signing::Signer;
 
 use super::audit::rfc3339;
 use super::config::KeyConfig;
+use super::setup_error::{KeyError, PrivateFileError};
 
 /// One name's keys: several while a key is being rotated, each signing inside its validity.
 pub struct Key {
@@ -94,7 +94,7 @@ impl Key {
 
 /// Loads every configured key, grouped by name. A name none of whose certificates is valid now
 /// stops the start; versions that expired are reported on stderr and kept (they sign nothing).
-pub fn load_all(cfgs: &[KeyConfig]) -> anyhow::Result<BTreeMap<String, Key>> {
+pub fn load_all(cfgs: &[KeyConfig]) -> Result<BTreeMap<String, Key>, KeyError> {
     let mut keys: BTreeMap<String, Key> = BTreeMap::new();
     for cfg in cfgs {
         let version = load(cfg)?;
@@ -108,9 +108,7 @@ pub fn load_all(cfgs: &[KeyConfig]) -> anyhow::Result<BTreeMap<String, Key>> {
     }
     let now = SystemTime::now();
     for key in keys.values() {
-        let current = key
-            .current(now)
-            .map_err(|e| anyhow::anyhow!("{e}; refusing to start"))?;
+        let current = key.current(now).map_err(KeyError::NoValidCertificate)?;
         for v in &key.versions {
             if let Some(reason) = v.invalid_reason(now) {
                 eprintln!(
@@ -132,45 +130,55 @@ pub fn load_all(cfgs: &[KeyConfig]) -> anyhow::Result<BTreeMap<String, Key>> {
 
 /// Refuses secrets that other users could read: a signing key readable by a group is as good as
 /// published on a shared host, and starting anyway would hide the problem.
-pub fn check_private_file(path: &Path, what: &str) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), PrivateFileError> {
+    let meta = std::fs::metadata(path).map_err(|source| PrivateFileError::Stat {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        bail!(
-            "{what} {} has mode {mode:04o}: group or others may access it; refusing to use it (chmod 600 it)",
-            path.display()
-        );
+        return Err(PrivateFileError::Mode {
+            what,
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
 
-fn load(cfg: &KeyConfig) -> anyhow::Result<KeyVersion> {
-    let ctx = || format!("key {:?}", cfg.name);
+fn load(cfg: &KeyConfig) -> Result<KeyVersion, KeyError> {
+    let key = || cfg.name.clone();
+    let private = |source| KeyError::PrivateFile { key: key(), source };
     let token = cfg
         .key
         .to_str()
         .filter(|k| verity_signing::is_pkcs11_uri(k));
     match token {
         Some(uri) => {
-            let parsed = verity_signing::Pkcs11Uri::parse(uri).with_context(ctx)?;
+            let parsed = verity_signing::Pkcs11Uri::parse(uri)
+                .map_err(|source| KeyError::Pkcs11Uri { key: key(), source })?;
             if let Some(pin) = &parsed.pin_source {
-                check_private_file(pin, "PIN file").with_context(ctx)?;
+                check_private_file(pin, "PIN file").map_err(private)?;
             }
         }
-        None => check_private_file(&cfg.key, "key file").with_context(ctx)?,
+        None => check_private_file(&cfg.key, "key file").map_err(private)?,
     }
     let passphrase = match &cfg.passphrase_file {
         Some(p) => {
-            check_private_file(p, "passphrase file").with_context(ctx)?;
-            let text = std::fs::read(p)
-                .with_context(|| format!("key {:?}: reading {}", cfg.name, p.display()))?;
+            check_private_file(p, "passphrase file").map_err(private)?;
+            let text = std::fs::read(p).map_err(|source| KeyError::Passphrase {
+                key: key(),
+                path: p.clone(),
+                source,
+            })?;
             Some(trim_newline(text))
         }
         None => None,
     };
     let signer =
         verity_signing::LocalSigner::from_files(&cfg.key, &cfg.cert, passphrase.as_deref())
-            .with_context(ctx)?;
+            .map_err(|source| KeyError::Load { key: key(), source })?;
     let (cert_from, cert_to) = signer.certificate().validity();
     let not_before = cfg.not_before.map_or(cert_from, |t| t.max(cert_from));
     let not_after = cfg.not_after.map_or(cert_to, |t| t.min(cert_to));

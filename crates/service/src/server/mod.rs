@@ -8,10 +8,15 @@ mod error;
 mod keys;
 mod metrics;
 mod peers;
+mod setup_error;
 mod tls;
 
 pub use self::auth::token_hash_hex;
 pub use self::config::{ClientConfig, Config, KeyConfig, Limits};
+pub use self::setup_error::{
+    AuditLogError, BadKeyName, BadTime, ConfigError, KeyError, PrivateFileError, ServeError,
+    TlsError,
+};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,7 +24,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::danger::ClientCertVerifier;
 use tokio::net::{TcpListener, TcpStream};
@@ -44,7 +48,7 @@ pub struct Prepared {
 
 /// Apart from [`Prepared::run`] so that `serve --check` can load and check everything without
 /// serving.
-pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+pub fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let keys = keys::load_all(&config.keys)?;
     let (tls, client_verifier) = tls::tls_config(&config)?;
     let audit = AuditLog::open(&config.audit_log)?;
@@ -55,7 +59,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         .num_threads(threads)
         .thread_name(|i| format!("sign-{i}"))
         .build()
-        .context("starting the signing threads")?;
+        .map_err(ServeError::SigningThreads)?;
     let state = Arc::new(AppState {
         keys,
         clients: Clients::new(&config.clients, config.limits.per_client_concurrency),
@@ -77,7 +81,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
 impl Prepared {
     /// Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish (up
     /// to the grace period) and returns.
-    pub fn run(self, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    pub fn run(self, listen: Option<SocketAddr>) -> Result<(), ServeError> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -85,15 +89,15 @@ impl Prepared {
             .worker_threads(threads)
             .enable_all()
             .build()
-            .context("starting the async runtime")?;
+            .map_err(ServeError::Runtime)?;
         rt.block_on(self.serve(listen.unwrap_or(self.config.listen)))
     }
 
-    async fn serve(&self, addr: SocketAddr) -> anyhow::Result<()> {
+    async fn serve(&self, addr: SocketAddr) -> Result<(), ServeError> {
         let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("listening on {addr}"))?;
-        let local = listener.local_addr()?;
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
         {
             // Tests and scripts read this line to find an ephemeral port.
             let mut out = std::io::stdout().lock();
@@ -114,8 +118,10 @@ impl Prepared {
         let (stop, stopped) = watch::channel(false);
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
 
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(ServeError::Signals)?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(ServeError::Signals)?;
         loop {
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {

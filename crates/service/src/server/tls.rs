@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -12,18 +11,27 @@ use rustls::server::WebPkiClientVerifier;
 
 use super::config::Config;
 use super::keys;
+use super::setup_error::TlsError;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
+        .map_err(|source| TlsError::ReadCertificates {
+            path: path.to_path_buf(),
+            source,
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+        .map_err(|source| TlsError::ParseCertificates {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        bail!("{} contains no PEM certificate", path.display());
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -33,26 +41,33 @@ pub type TlsSetup = (
     Option<Arc<dyn ClientCertVerifier>>,
 );
 
-pub fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
+pub fn tls_config(config: &Config) -> Result<TlsSetup, TlsError> {
     keys::check_private_file(&config.tls_key, "TLS key file")?;
     let chain = load_certs(&config.tls_cert)?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key)
-        .with_context(|| format!("reading TLS key {}", config.tls_key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&config.tls_key).map_err(|source| TlsError::ReadKey {
+            path: config.tls_key.clone(),
+            source,
+        })?;
     let provider = provider();
     let chain_check = match &config.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in load_certs(ca)? {
-                roots
-                    .add(c)
-                    .with_context(|| format!("client CA {}", ca.display()))?;
+                roots.add(c).map_err(|source| TlsError::ClientCa {
+                    path: ca.clone(),
+                    source,
+                })?;
             }
             // Unauthenticated TLS stays allowed so token clients can connect; the API refuses
             // requests that carry neither a verified certificate nor a valid token.
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .allow_unauthenticated()
                 .build()
-                .with_context(|| format!("client CA {}", ca.display()))?;
+                .map_err(|source| TlsError::ClientVerifier {
+                    path: ca.clone(),
+                    source,
+                })?;
             Some(v)
         }
         None => None,
@@ -63,15 +78,13 @@ pub fn tls_config(config: &Config) -> anyhow::Result<TlsSetup> {
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .map_err(TlsError::ProtocolVersions)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "TLS certificate {} and key {}",
-                config.tls_cert.display(),
-                config.tls_key.display()
-            )
+        .map_err(|source| TlsError::CertificateAndKey {
+            cert: config.tls_cert.clone(),
+            key: config.tls_key.clone(),
+            source,
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(cfg), chain_check))
