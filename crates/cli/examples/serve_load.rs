@@ -60,6 +60,8 @@ struct Args {
 
 struct WorkerResult {
     latencies: Vec<Duration>,
+    /// (sent, answered) of each request counted in `latencies`, to place the slowest in time.
+    spans: Vec<(Instant, Instant)>,
     /// Answered (200) inside the window.
     ok: u64,
     /// Answered (200) at any time.
@@ -120,6 +122,58 @@ fn server_signatures(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
         .filter(|l| l.starts_with("rpm_verity_serve_signatures_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum())
+}
+
+/// The machine-wide "steal" time (what the hypervisor gave to other guests while this VM's vCPUs
+/// wanted to run) sampled every 20 ms until `stop`: a stall of the whole VM shows there only.
+fn steal_samples(stop: &AtomicBool) -> Vec<(Instant, u64)> {
+    let read = || -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines().next()?.split_whitespace().nth(8)?.parse().ok()
+    };
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(v) = read() {
+            out.push((Instant::now(), v));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    out
+}
+
+/// The ten slowest requests, when they were sent and how much CPU the hypervisor stole from the
+/// VM while each was in flight (/proc/stat counts in 10 ms ticks, sampled every 20 ms).
+fn print_slowest(spans: &mut [(Instant, Instant)], steal: &[(Instant, u64)], start: Instant) {
+    let at = |t: Instant| -> u64 {
+        steal
+            .iter()
+            .take_while(|s| s.0 <= t)
+            .last()
+            .or(steal.first())
+            .map_or(0, |s| s.1)
+    };
+    let tick_ms = 10;
+    let total = match (steal.first(), steal.last()) {
+        (Some(a), Some(b)) => (b.1 - a.1) * tick_ms,
+        _ => 0,
+    };
+    spans.sort_by_key(|s| std::cmp::Reverse(s.1 - s.0));
+    let slow: Vec<String> = spans
+        .iter()
+        .take(10)
+        .map(|&(sent, done)| {
+            let stolen = at(done + Duration::from_millis(20)).saturating_sub(at(sent)) * tick_ms;
+            format!(
+                "{:.0} ms at +{:.2} s (steal {stolen} ms)",
+                (done - sent).as_secs_f64() * 1000.0,
+                sent.saturating_duration_since(start).as_secs_f64()
+            )
+        })
+        .collect();
+    println!(
+        "hypervisor steal over the run: {total} ms of CPU; slowest requests: {}",
+        slow.join(", ")
+    );
 }
 
 /// The server's sign-latency histogram (`rpm_verity_serve_sign_request_duration_seconds`):
@@ -252,6 +306,7 @@ fn main() -> anyhow::Result<()> {
                     .collect();
                 let mut res = WorkerResult {
                     latencies: Vec::new(),
+                    spans: Vec::new(),
                     ok: 0,
                     total_ok: 0,
                     errors: 0,
@@ -305,6 +360,7 @@ fn main() -> anyhow::Result<()> {
                             Ok(()) => {
                                 res.ok += 1;
                                 res.latencies.push(done - sent);
+                                res.spans.push((sent, done));
                             }
                             Err(e) => {
                                 res.errors += 1;
@@ -321,14 +377,21 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
 
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || steal_samples(&stop))
+    };
     std::thread::sleep((start + warmup + measure).saturating_duration_since(Instant::now()));
     stop.store(true, Ordering::Relaxed);
+    let steal = sampler.join().unwrap_or_default();
+    let mut spans = Vec::new();
     let mut lat = Vec::new();
     let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
     let mut total_ok = 0;
     for w in workers {
         let r = w.join().map_err(|_| anyhow::anyhow!("worker panicked"))?;
         lat.extend(r.latencies);
+        spans.extend(r.spans);
         ok += r.ok;
         total_ok += r.total_ok;
         errors += r.errors;
@@ -365,6 +428,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(e) = first_error {
         println!("first error: {e}");
     }
+    print_slowest(&mut spans, &steal, start);
     // Every worker finished its last request before joining, so the server has nothing left
     // in flight from us: its counter must have moved by exactly what we received.
     let server = server_signatures(&metrics_agent, &base)? - server_before;
