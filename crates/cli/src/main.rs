@@ -62,6 +62,8 @@ enum Generate {
     CompleteFish,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing worth boxing it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Print the fs-verity digest of files (like `fsverity digest`).

@@ -579,12 +579,10 @@ fn sign_all(
     let distinct = DistinctDigests::new(digests);
     let unique: Vec<FileDigest> = distinct.unique.iter().map(|d| (*d).clone()).collect();
     let sigs = signer.sign_digests(&unique)?;
-    let all = distinct
-        .spread(&sigs)
-        .ok_or_else(|| SignError::SignatureCount {
-            expected: unique.len(),
-            got: sigs.len(),
-        })?;
+    let all = distinct.spread(&sigs).ok_or(SignError::SignatureCount {
+        expected: unique.len(),
+        got: sigs.len(),
+    })?;
     Ok((all, unique.len()))
 }
 
