@@ -7,7 +7,9 @@
 //!    run while an unsigned copy, a verity file without signature, an unsigned library via
 //!    `LD_LIBRARY_PATH`, an unsigned `#!` script and a file signed by a certificate added after
 //!    `apply` are refused; updates must raise the version; a tampered policy is refused.
-//! 2. Booted directly (PVH, no firmware, nothing enrolled): no policy can be deployed, and the
+//! 2. The same boot with `ipe.enforce=0` (the way back): the policy deploys, `status` reports
+//!    it is not enforcing, the unsigned copy runs and IPE logs the denial with enforcing=0.
+//! 3. Booted directly (PVH, no firmware, nothing enrolled): no policy can be deployed, and the
 //!    message says why (ENOKEY explained).
 //!
 //! Needs qemu, ovmf, virt-fw-vars (PyPI virt-firmware), busybox, openssl, fsverity, keyctl and
@@ -198,10 +200,17 @@ fn setup() -> Setup {
 }
 
 fn boot(s: &Setup, ovmf: Option<&Path>, phase: &str) -> Steps {
+    boot_with(s, ovmf, phase, None)
+}
+
+fn boot_with(s: &Setup, ovmf: Option<&Path>, phase: &str, append: Option<&str>) -> Steps {
     let mut args: Vec<OsString> = ["--kernel", "6.12", "--timeout", "400", "--bin"]
         .map(OsString::from)
         .into();
     args.push(bin().into());
+    if let Some(a) = append {
+        args.extend(["--append".into(), a.into()]);
+    }
     args.extend(["--disk".into(), s.image.clone().into(), "--file".into()]);
     args.push(format!("{}:/lockdown", s.data.display()).into());
     args.push("--file".into());
@@ -248,9 +257,8 @@ fn assert_bad_files_refused(steps: &Steps) {
     assert_eq!(st["fs_verity"]["certificates"], serde_json::json!([]));
 }
 
-#[test]
-fn lockdown_through_ovmf_with_the_signer_in_the_uefi_db() {
-    let s = setup();
+/// An OVMF variable store with the policy signer's certificate in the UEFI db.
+fn db_vars(s: &Setup) -> PathBuf {
     let vars = s.data.parent().unwrap().join("vars.fd");
     run(Command::new("virt-fw-vars")
         .args(["-i", "/usr/share/OVMF/OVMF_VARS_4M.fd", "--add-db"])
@@ -258,6 +266,13 @@ fn lockdown_through_ovmf_with_the_signer_in_the_uefi_db() {
         .arg(&s.policy_cert)
         .arg("-o")
         .arg(&vars));
+    vars
+}
+
+#[test]
+fn lockdown_through_ovmf_with_the_signer_in_the_uefi_db() {
+    let s = setup();
+    let vars = db_vars(&s);
     let steps = boot(&s, Some(&vars), "db");
 
     assert!(steps.ok("lsm").split(',').any(|l| l == "ipe"));
@@ -362,6 +377,34 @@ fn lockdown_through_ovmf_with_the_signer_in_the_uefi_db() {
     let denials: u32 = steps.ok("audit-denials").parse().unwrap();
     assert!(denials >= 5, "{denials} IPE denials logged");
     let _ = &s.files_cert;
+}
+
+/// `ipe.enforce=0`, the documented way back (docs/lockdown.md): the policy still deploys and
+/// activates, `status` says it is not enforcing and `--check` fails, the unsigned copy that the
+/// enforcing boot refuses runs, and IPE logs the denial with enforcing=0.
+#[test]
+fn with_ipe_enforce_0_the_policy_only_logs() {
+    let s = setup();
+    let vars = db_vars(&s);
+    let steps = boot_with(&s, Some(&vars), "permissive", Some("ipe.enforce=0"));
+    assert_eq!(steps.ok("enforce-file"), "0");
+    let applied = steps.ok("apply");
+    assert!(
+        applied.contains("policy rpm_verity version 0.0.1: deployed")
+            && applied.contains("activated"),
+        "{applied}"
+    );
+    steps.ok("enable-signed");
+    let st = json(&steps, "status");
+    assert_eq!(st["enforce"], false, "{st}");
+    assert_eq!(st["locked_down"], false, "{st}");
+    assert_eq!(st["active_policy"]["name"], "rpm_verity");
+    let check = steps.rc("status-check", 3);
+    assert!(check.contains("IPE is not enforcing"), "{check}");
+    assert_eq!(steps.ok("run-signed"), "signed runs");
+    assert_eq!(steps.ok("run-unsigned-copy"), "unsigned runs");
+    let logged: u32 = steps.ok("audit-permissive").parse().unwrap();
+    assert!(logged >= 1, "{logged} permissive IPE denials logged");
 }
 
 #[test]

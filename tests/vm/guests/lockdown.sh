@@ -1,7 +1,7 @@
 # Guest side of crates/cli/tests/vm_lockdown.rs: `rpm-verity lockdown` on Debian's 6.12 kernel
 # (IPE). Prints "STEP <name> rc=<n>: <output, newlines as |>" lines; the host test asserts.
-# $1 = "db" (booted through OVMF with the policy signer in the UEFI db) or "pvh" (no firmware:
-# nothing enrolled).
+# $1 = "db" (booted through OVMF with the policy signer in the UEFI db), "permissive" (the same,
+# with ipe.enforce=0 on the kernel command line) or "pvh" (no firmware: nothing enrolled).
 set -u
 RV=/usr/local/bin/rpm-verity
 D=/lockdown
@@ -46,6 +46,19 @@ if [ "${1:-db}" = pvh ]; then
     step status-unmounted $RV lockdown status --json
     step apply-unmounted $RV lockdown apply $D/policy.p7b --certs $D/certs
     step lsm-remounted cat /sys/kernel/security/lsm
+    exit 0
+fi
+
+# --- booted with ipe.enforce=0: the policy deploys and activates, denials are only logged ---
+if [ "${1:-db}" = permissive ]; then
+    step enforce-file cat /sys/kernel/security/ipe/enforce
+    step apply $RV lockdown apply $D/policy.p7b --certs $D/certs
+    step enable-signed fsverity enable $M/bin/busybox-signed --signature=$D/signed.sig
+    step status $RV lockdown status --json
+    step status-check $RV lockdown status --check
+    step run-signed $M/bin/busybox-signed echo signed runs
+    step run-unsigned-copy $M/bin/busybox-unsigned echo unsigned runs
+    step audit-permissive sh -c "dmesg | grep -c 'type=1420.*ipe_op=EXECUTE.*enforcing=0'"
     exit 0
 fi
 
