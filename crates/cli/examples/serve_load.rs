@@ -109,19 +109,46 @@ fn raw(key: &std::path::Path, secs: f64, threads: Option<usize>) -> anyhow::Resu
     Ok(())
 }
 
-/// The server's `rpm_verity_serve_signatures_total`, summed over keys.
-fn server_signatures(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
+/// What the server's `/metrics` says at one moment: its signature counter and its latency
+/// histogram, read from one response so the two describe the same instant.
+struct ServerMetrics {
+    /// `rpm_verity_serve_signatures_total`, summed over keys.
+    signatures: u64,
+    /// `rpm_verity_serve_sign_request_duration_seconds`: cumulative counts per upper bound in
+    /// seconds, `+Inf` last.
+    latency_buckets: Vec<(f64, u64)>,
+}
+
+fn server_metrics(agent: &ureq::Agent, base: &str) -> anyhow::Result<ServerMetrics> {
     let text = agent
         .get(&format!("{base}/metrics"))
         .call()
         .context("GET /metrics")?
         .body_mut()
         .read_to_string()?;
-    Ok(text
+    let signatures = text
         .lines()
         .filter(|l| l.starts_with("rpm_verity_serve_signatures_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
+        .sum();
+    let prefix = "rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"";
+    let latency_buckets = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect();
+    Ok(ServerMetrics {
+        signatures,
+        latency_buckets,
+    })
 }
 
 /// The machine-wide "steal" time (what the hypervisor gave to other guests while this VM's vCPUs
@@ -174,31 +201,6 @@ fn print_slowest(spans: &mut [(Instant, Instant)], steal: &[(Instant, u64)], sta
         "hypervisor steal over the run: {total} ms of CPU; slowest requests: {}",
         slow.join(", ")
     );
-}
-
-/// The server's sign-latency histogram (`rpm_verity_serve_sign_request_duration_seconds`):
-/// cumulative counts per upper bound in seconds, `+Inf` last.
-fn server_latency_buckets(agent: &ureq::Agent, base: &str) -> anyhow::Result<Vec<(f64, u64)>> {
-    let text = agent
-        .get(&format!("{base}/metrics"))
-        .call()
-        .context("GET /metrics")?
-        .body_mut()
-        .read_to_string()?;
-    let prefix = "rpm_verity_serve_sign_request_duration_seconds_bucket{le=\"";
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(prefix)?;
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.parse().ok()?))
-        })
-        .collect())
 }
 
 /// The server's own view of the same requests, from its histogram's change over the run: a
@@ -268,8 +270,7 @@ fn main() -> anyhow::Result<()> {
         .tls_config(tls.clone())
         .build()
         .new_agent();
-    let server_before = server_signatures(&metrics_agent, &base)?;
-    let latency_before = server_latency_buckets(&metrics_agent, &base)?;
+    let before = server_metrics(&metrics_agent, &base)?;
 
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs_f64(args.duration);
@@ -431,11 +432,9 @@ fn main() -> anyhow::Result<()> {
     print_slowest(&mut spans, &steal, start);
     // Every worker finished its last request before joining, so the server has nothing left
     // in flight from us: its counter must have moved by exactly what we received.
-    let server = server_signatures(&metrics_agent, &base)? - server_before;
-    print_server_latency(
-        &latency_before,
-        &server_latency_buckets(&metrics_agent, &base)?,
-    );
+    let after = server_metrics(&metrics_agent, &base)?;
+    let server = after.signatures - before.signatures;
+    print_server_latency(&before.latency_buckets, &after.latency_buckets);
     let client = total_ok * args.batch as u64;
     println!(
         "whole run: {client} signatures received, server's /metrics counter +{server}: {}",
