@@ -12,6 +12,7 @@ pub mod descriptor;
 pub mod hash;
 pub mod linux;
 pub mod params;
+pub mod sha256;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tree;
@@ -21,6 +22,7 @@ pub use hash::Backend;
 pub use params::{
     parse_hex_salt, Error, Params, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_SALT_SIZE,
 };
+pub use sha256::Sha256Stream;
 pub use tree::{
     digest_bytes, digest_file, digest_reader, open_regular_file, tree_size, DigestBuilder,
     Finished, MerkleTree, Threads,

@@ -7,7 +7,7 @@
 //! package holds.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -15,8 +15,10 @@ use std::thread;
 
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
-use rpm_format::{tags, CpioReader, FileEntry, FileList, Package, PackageHeaders, PayloadSummary};
-use sha2::digest::DynDigest;
+use rpm_format::{
+    tags, CpioReader, DigestStream, FileEntry, FileList, Package, PackageHeaders, PayloadReader,
+    PayloadSummary,
+};
 
 use crate::error::DigestError;
 use crate::select::ContentKind;
@@ -39,46 +41,21 @@ impl Progress for NoProgress {}
 /// chunks of the payload stream's size, as many in flight per file as per payload hop.
 const WHOLE_FILE_MAX: u64 = CHUNK as u64;
 
-/// A worker's answer: the file's header index, its fs-verity digest, and the digest of its
-/// content in the header's file digest algorithm (when there is a header digest to compare).
-type Answer = (usize, FileDigest, Option<Vec<u8>>);
+/// A worker's answer: the file's header index and its fs-verity digest.
+type Answer = (usize, FileDigest);
 type Reply = Sender<Answer>;
 
 enum Job {
     Whole {
         index: usize,
         data: Vec<u8>,
-        check: Option<u32>,
         reply: Reply,
     },
     Stream {
         index: usize,
         chunks: Receiver<Vec<u8>>,
-        check: Option<u32>,
         reply: Reply,
     },
-}
-
-/// A hasher for rpm's PGPHASHALGO number `algo` (FILEDIGESTALGO; MD5 when the tag is absent,
-/// as rpm assumes). The content hash runs on the same worker as the fs-verity digest, so that
-/// checking what rpm will check at install time costs no extra pass over the payload.
-fn file_hasher(algo: u32) -> Option<Box<dyn DynDigest + Send>> {
-    Some(match algo {
-        1 => Box::new(md5::Md5::default()),
-        2 => Box::new(sha1::Sha1::default()),
-        8 => Box::new(sha2::Sha256::default()),
-        9 => Box::new(sha2::Sha384::default()),
-        10 => Box::new(sha2::Sha512::default()),
-        11 => Box::new(sha2::Sha224::default()),
-        _ => return None,
-    })
-}
-
-/// The content digest of `data` in `algo`, when asked for.
-fn content_digest(check: Option<u32>, data: &[u8]) -> Option<Vec<u8>> {
-    let mut h = file_hasher(check?)?;
-    h.update(data);
-    Some(h.finalize().to_vec())
 }
 
 /// Hashing workers shared by all packages processed at once.
@@ -142,21 +119,14 @@ impl HashPool {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(Job::Whole {
-                            index,
-                            data,
-                            check,
-                            reply,
-                        }) => {
+                        Ok(Job::Whole { index, data, reply }) => {
                             let d = fsverity::digest_bytes(&params, &data);
-                            let c = content_digest(check, &data);
                             bufs.give(data);
-                            let _ = reply.send((index, d, c));
+                            let _ = reply.send((index, d));
                         }
                         Ok(Job::Stream {
                             index,
                             chunks,
-                            check,
                             reply,
                         }) => {
                             // One thread per file: hashing outruns decompression, and
@@ -165,7 +135,6 @@ impl HashPool {
                             // "Measured choices").
                             let mut b =
                                 DigestBuilder::new(&params).with_threads(Threads::Sequential);
-                            let mut content = check.and_then(file_hasher);
                             let mut complete = true;
                             for c in chunks.iter() {
                                 if c.is_empty() {
@@ -173,16 +142,12 @@ impl HashPool {
                                     break;
                                 }
                                 b.update(&c);
-                                if let Some(h) = content.as_mut() {
-                                    h.update(&c);
-                                }
                                 bufs.give(c);
                             }
                             // An aborted stream (reader failed) gets no reply: the reader
                             // reports its own error.
                             if complete {
-                                let c = content.map(|h| h.finalize().to_vec());
-                                let _ = reply.send((index, b.finish(), c));
+                                let _ = reply.send((index, b.finish()));
                             }
                         }
                         Err(_) => return,
@@ -291,7 +256,7 @@ pub fn digest_package(
         }
     }
 
-    let digests = collect_digests(&files, sent, &reply_rx, &empty, &mut mismatched)?;
+    let digests = collect_digests(&files, sent, &reply_rx, &empty)?;
     mismatched.sort_unstable();
     Ok(PackageDigests {
         headers,
@@ -309,16 +274,19 @@ struct Fed {
     /// Jobs sent, each of which answers once.
     sent: usize,
     bytes_hashed: u64,
-    /// Empty files whose header digest is not the empty content's.
+    /// Files whose content's digest is not the one the header lists.
     mismatched: Vec<usize>,
     /// Per header file, what its first bytes say it is.
     kinds: Vec<ContentKind>,
 }
 
 /// Reads every file's content from the payload and hands it to the hashing pool (small files
-/// whole, big ones as a stream of chunks), each job answering on `reply_tx`.
-fn feed_contents<R: BufRead>(
-    cpio: &mut CpioReader<R, &FileList>,
+/// whole, big ones as a stream of chunks), each job answering on `reply_tx`. Each content is
+/// checked against the header's file digest here, as it passes: the payload reader digests it
+/// in the same pass as the whole payload (PAYLOADDIGESTALT), which costs about one SHA-256
+/// stream for both where the workers would pay a second one.
+fn feed_contents<R: Read>(
+    cpio: &mut CpioReader<PayloadReader<R>, &FileList>,
     files: &FileList,
     file_algo: u32,
     pool: &HashPool,
@@ -338,15 +306,21 @@ fn feed_contents<R: BufRead>(
         if !f.is_regular() {
             continue;
         }
-        let check = (!f.digest.is_empty()).then_some(file_algo);
+        let check = !f.digest.is_empty();
         if entry.size == 0 {
             // A hardlink member without the set's content is checked through the member
             // that carries it.
             let alone = files.hardlink_set(entry.index).is_none();
-            if alone && !matches_header(f, content_digest(check, &[])) {
+            let empty = check
+                .then(|| DigestStream::of(file_algo, &[]))
+                .transpose()?;
+            if alone && !matches_header(f, empty) {
                 mismatched.push(entry.index);
             }
             continue;
+        }
+        if check {
+            cpio.get_mut().start_span_digest(file_algo)?;
         }
         bytes_hashed += entry.size;
         progress.hashed(entry.size);
@@ -362,7 +336,6 @@ fn feed_contents<R: BufRead>(
             Job::Whole {
                 index: entry.index,
                 data,
-                check,
                 reply: reply_tx.clone(),
             }
         } else {
@@ -370,14 +343,19 @@ fn feed_contents<R: BufRead>(
             jobs.send(Job::Stream {
                 index: entry.index,
                 chunks,
-                check,
                 reply: reply_tx.clone(),
             })
             .map_err(|_| DigestError::PoolStopped)?;
             kinds[entry.index] = stream_content(cpio, f, entry.size, pool, &chunks_tx)?;
             sent += 1;
+            if !matches_header(f, cpio.get_mut().take_span_digest()) {
+                mismatched.push(entry.index);
+            }
             continue;
         };
+        if !matches_header(f, cpio.get_mut().take_span_digest()) {
+            mismatched.push(entry.index);
+        }
         jobs.send(job).map_err(|_| DigestError::PoolStopped)?;
         sent += 1;
     }
@@ -403,7 +381,7 @@ fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> Result<u32, 
         return Err(DigestError::NoPayloadDigest);
     }
     let file_algo = package.main.get_u32(tags::FILEDIGESTALGO)?.unwrap_or(1);
-    if file_hasher(file_algo).is_none() {
+    if DigestStream::new(file_algo).is_err() {
         return Err(DigestError::UnknownFileDigestAlgorithm(file_algo));
     }
     Ok(file_algo)
@@ -447,21 +425,16 @@ fn matches_header(f: &FileEntry, content: Option<Vec<u8>>) -> bool {
 
 /// One digest per header file, header order: the `sent` replies of the workers, a hardlink
 /// set's content digest for all its members, and the empty file's digest for the rest
-/// (directories, symlinks, ghosts, empty files). Files whose content does not match the
-/// header's digest are added to `mismatched`.
+/// (directories, symlinks, ghosts, empty files).
 fn collect_digests(
     files: &FileList,
     sent: usize,
     replies: &Receiver<Answer>,
     empty: &FileDigest,
-    mismatched: &mut Vec<usize>,
 ) -> Result<Vec<FileDigest>, DigestError> {
     let mut digests: Vec<Option<FileDigest>> = vec![None; files.len()];
     for _ in 0..sent {
-        let (i, d, content) = replies.recv().map_err(|_| DigestError::WorkerFailed)?;
-        if files.get(i).is_some_and(|f| !matches_header(f, content)) {
-            mismatched.push(i);
-        }
+        let (i, d) = replies.recv().map_err(|_| DigestError::WorkerFailed)?;
         digests[i] = Some(d);
     }
     // Hardlink sets: the member that carried the content gives its digest to all members.

@@ -120,6 +120,12 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
         self.inner
     }
 
+    /// The reader underneath, for what does not move it (a digest of the bytes it hands out):
+    /// reading from it directly would take bytes from under the archive's framing.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<()> {
         let got = read_full(&mut self.inner, buf).map_err(|e| Error::from_io("payload", e))?;
         if got < buf.len() {

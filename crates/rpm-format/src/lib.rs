@@ -9,6 +9,7 @@
 
 pub mod base64;
 pub mod cpio;
+pub mod digest;
 pub mod error;
 pub mod files;
 pub mod header;
@@ -23,6 +24,7 @@ pub mod tags;
 pub mod test_helpers;
 
 pub use cpio::{CpioEntry, CpioReader};
+pub use digest::DigestStream;
 pub use error::{Error, Result};
 pub use files::{FileEntry, FileList};
 pub use header::{Header, HeaderBuilder, HeaderKind, IndexEntry, OwnedEntry, TagType};

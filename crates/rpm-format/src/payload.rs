@@ -7,9 +7,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
 use md5::Md5;
-use sha2::digest::DynDigest;
 use sha2::Digest;
 
+use crate::digest::DigestStream;
 use crate::error::{Error, Result};
 
 /// Compression of the cpio payload.
@@ -227,19 +227,6 @@ impl<R: BufRead> Read for Decoder<R> {
     }
 }
 
-/// Digest algorithms of PAYLOADDIGESTALGO (rpm `pgpHashAlgo`).
-fn payload_hasher(algo: u32) -> Result<Box<dyn DynDigest + Send>> {
-    Ok(match algo {
-        1 => Box::new(Md5::new()),
-        2 => Box::new(sha1::Sha1::new()),
-        8 => Box::new(sha2::Sha256::new()),
-        9 => Box::new(sha2::Sha384::new()),
-        10 => Box::new(sha2::Sha512::new()),
-        11 => Box::new(sha2::Sha224::new()),
-        other => return Err(Error::UnknownDigestAlgo(other)),
-    })
-}
-
 /// What the package says its payload should hash to.
 #[derive(Debug, Clone, Default)]
 pub struct PayloadExpectations {
@@ -264,7 +251,7 @@ pub struct PayloadReport {
 /// `io::Error` wrapping [`Error`]) and from [`RawPayload::finish`], which also drains the rest.
 pub struct RawPayload<R> {
     inner: R,
-    payload: Option<(Box<dyn DynDigest + Send>, Vec<u8>)>,
+    payload: Option<(DigestStream, Vec<u8>)>,
     md5: Option<(Md5, [u8; 16])>,
     expected_len: Option<u64>,
     count: u64,
@@ -281,7 +268,7 @@ impl<R: Read> RawPayload<R> {
                     what: "main header",
                     msg: format!("PAYLOADDIGEST {hex_digest:?} is not hex"),
                 })?;
-                Some((payload_hasher(*algo)?, want))
+                Some((DigestStream::new(*algo)?, want))
             }
             None => None,
         };
@@ -582,7 +569,9 @@ pub struct PayloadReader<R: Read> {
     uncompressed: u64,
     expected_uncompressed: Option<u64>,
     /// PAYLOADDIGESTALT's hasher and the digest it must reach.
-    alt_digest: Option<(Box<dyn DynDigest + Send>, Vec<u8>)>,
+    alt_digest: Option<(DigestStream, Vec<u8>)>,
+    /// A digest of the bytes consumed since [`PayloadReader::start_span_digest`].
+    span: Option<DigestStream>,
 }
 
 /// Outcome of reading a whole payload.
@@ -619,6 +608,7 @@ impl<R: Read> PayloadReader<R> {
             uncompressed: 0,
             expected_uncompressed,
             alt_digest: None,
+            span: None,
         })
     }
 
@@ -631,8 +621,21 @@ impl<R: Read> PayloadReader<R> {
             what: "main header",
             msg: format!("PAYLOADDIGESTALT {hex_digest:?} is not hex"),
         })?;
-        self.alt_digest = Some((payload_hasher(algo)?, want));
+        self.alt_digest = Some((DigestStream::new(algo)?, want));
         Ok(self)
+    }
+
+    /// Starts a digest in rpm's algorithm `algo` of the decompressed bytes consumed from now
+    /// on, until [`PayloadReader::take_span_digest`]: a file's content as the cpio reader hands
+    /// it out, digested in the same pass as PAYLOADDIGESTALT. Replaces a span not taken.
+    pub fn start_span_digest(&mut self, algo: u32) -> Result<()> {
+        self.span = Some(DigestStream::new(algo)?);
+        Ok(())
+    }
+
+    /// The digest of the span started last; `None` when none was started.
+    pub fn take_span_digest(&mut self) -> Option<Vec<u8>> {
+        self.span.take().map(DigestStream::finalize)
     }
 
     /// Decompressed bytes so far.
@@ -792,6 +795,7 @@ impl<R: Read + Send + 'static> PayloadReader<R> {
             uncompressed: 0,
             expected_uncompressed,
             alt_digest: None,
+            span: None,
         })
     }
 }
@@ -842,12 +846,18 @@ impl<R: Read> BufRead for PayloadReader<R> {
 
     fn consume(&mut self, n: usize) {
         self.uncompressed += n as u64;
-        if let Some((h, _)) = &mut self.alt_digest {
+        if self.alt_digest.is_some() || self.span.is_some() {
             let pending = match &self.source {
                 Source::Inline(d) => d.buffer(),
                 Source::Threaded { output, .. } => output.buffered(),
             };
-            h.update(&pending[..n.min(pending.len())]);
+            let bytes = &pending[..n.min(pending.len())];
+            match (&mut self.alt_digest, &mut self.span) {
+                (Some((alt, _)), Some(span)) => alt.update_both(span, bytes),
+                (Some((alt, _)), None) => alt.update(bytes),
+                (None, Some(span)) => span.update(bytes),
+                (None, None) => {}
+            }
         }
         match &mut self.source {
             Source::Inline(d) => d.consume(n),
