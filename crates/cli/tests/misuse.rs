@@ -270,6 +270,41 @@ fn content_not_matching_the_header_is_refused() {
     assert!(all.contains(": FAILED ("), "{all}");
 }
 
+/// The same for a file streamed in pieces (3 MiB: chunks lent whole to the hashing threads),
+/// changed in its middle: the check sees the bytes however they reach the hashing.
+#[test]
+fn streamed_content_not_matching_the_header_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm_custom(
+        dir,
+        "tamperbig",
+        "w0.ufdio",
+        "mkdir -p %{buildroot}/opt/b\n\
+         yes 'streamed text' | head -c 3145745 > %{buildroot}/opt/b/big\n\
+         printf 'after\\n' > %{buildroot}/opt/b/later\n",
+        "/opt/b/big\n/opt/b/later\n",
+    );
+    let bad = dir.join("tampered-big.rpm");
+    let data = edit_and_redigest(&orig, |bytes, payload_off| {
+        let at = payload_off + 2_000_000;
+        assert!(bytes[at].is_ascii_lowercase() || bytes[at] == b' ' || bytes[at] == b'\n');
+        bytes[at] = b'#';
+    });
+    fs::write(&bad, &data).unwrap();
+    let out = sign(&key, &cert, &[s(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/opt/b/big: content does not match the header's digest"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
+    let out = sign(&key, &cert, &[s(&orig)]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// PAYLOADDIGESTALT (the uncompressed payload's digest) is checked too: a package whose
 /// compressed bytes match PAYLOADDIGEST but whose PAYLOADDIGESTALT disagrees is refused, with
 /// every other digest (header SHA-256/SHA-1, MD5) recomputed so that only that check can see it.

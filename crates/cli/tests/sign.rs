@@ -356,6 +356,80 @@ fn tags_identical_to_rpmsign_for_every_compressor() {
     }
 }
 
+/// Files bigger than a decompressed chunk (1 MiB) are hashed as they stream by, mostly from
+/// chunks lent whole to the hashing threads and partly from copies where a chunk holds the
+/// end of one entry and the start of the next: the signatures are rpmsign's all the same.
+#[test]
+fn files_over_a_chunk_match_rpmsign() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let setup = signing_setup(dir);
+    let install = "mkdir -p %{buildroot}/opt/b\n\
+        printf 'hello\\n' > %{buildroot}/opt/b/a-small\n\
+        head -c 3145745 /dev/urandom > %{buildroot}/opt/b/b-random\n\
+        yes 'streamed text' | head -c 2500001 > %{buildroot}/opt/b/c-text\n\
+        head -c 1048576 /dev/urandom > %{buildroot}/opt/b/d-one-chunk\n\
+        printf '#!/bin/sh\\n' > %{buildroot}/opt/b/e-script\n\
+        head -c 1048577 /dev/urandom >> %{buildroot}/opt/b/e-script\n";
+    let files = "%dir /opt/b\n/opt/b/a-small\n/opt/b/b-random\n/opt/b/c-text\n\
+        /opt/b/d-one-chunk\n/opt/b/e-script\n";
+    for payload in ["w0.ufdio", "w3.zstdio", "w6.gzdio"] {
+        let name = format!("b{}", payload.replace('.', ""));
+        let orig = build_rpm_custom(dir, &name, payload, install, files);
+        let theirs = dir.join(format!("{name}-rpmsign.rpm"));
+        let ours = dir.join(format!("{name}-ours.rpm"));
+        fs::copy(&orig, &theirs).unwrap();
+        fs::copy(&orig, &ours).unwrap();
+        rpmsign_verity(&setup, &theirs);
+        let out = rv(&[
+            "sign",
+            "--key",
+            s(&setup.key),
+            "--cert",
+            s(&setup.cert),
+            s(&ours),
+        ]);
+        assert_ok(&out);
+        let (ours276, ours277) = verity_tags(&ours);
+        let (their276, their277) = verity_tags(&theirs);
+        assert!(their276.is_some());
+        assert_eq!(
+            ours276, their276,
+            "{payload}: tag 276 differs from rpmsign's"
+        );
+        assert_eq!(
+            ours277, their277,
+            "{payload}: tag 277 differs from rpmsign's"
+        );
+        check_signed(dir, &orig, &ours, &setup.cert, "sha256");
+
+        // What a streamed file is comes from its first bytes, wherever the chunks fall.
+        let exe = dir.join(format!("{name}-exe.rpm"));
+        fs::copy(&orig, &exe).unwrap();
+        let out = rv(&[
+            "sign",
+            "--executables",
+            "--key",
+            s(&setup.key),
+            "--cert",
+            s(&setup.cert),
+            s(&exe),
+        ]);
+        assert_ok(&out);
+        let signed = rpm_signed_entries(&exe);
+        assert_eq!(
+            signed.get("/opt/b/e-script"),
+            Some(&true),
+            "{payload}: {signed:?}"
+        );
+        assert_eq!(
+            signed.get("/opt/b/b-random"),
+            Some(&false),
+            "{payload}: {signed:?}"
+        );
+    }
+}
+
 #[test]
 fn tags_identical_to_rpmsign_rsa4096_and_sha512() {
     let t = tempfile::tempdir().unwrap();

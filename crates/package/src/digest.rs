@@ -16,8 +16,8 @@ use std::thread;
 use fsverity::{DigestBuilder, FileDigest, HashAlgorithm, Params, Threads};
 use rpm_format::payload::{CHUNK, CHUNKS_IN_FLIGHT};
 use rpm_format::{
-    tags, CpioReader, DigestStream, FileEntry, FileList, Package, PackageHeaders, PayloadReader,
-    PayloadSummary,
+    tags, CpioReader, DigestStream, FileEntry, FileList, LentChunk, Package, PackageHeaders,
+    PayloadReader, PayloadSummary,
 };
 
 use crate::error::DigestError;
@@ -37,6 +37,9 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
+/// What [`ContentKind::of`] needs of a file's start.
+const KIND_BYTES: usize = 64;
+
 /// Files up to one chunk are read whole and hashed as one job; bigger ones are streamed in
 /// chunks of the payload stream's size, as many in flight per file as per payload hop.
 const WHOLE_FILE_MAX: u64 = CHUNK as u64;
@@ -53,9 +56,26 @@ enum Job {
     },
     Stream {
         index: usize,
-        chunks: Receiver<Vec<u8>>,
+        chunks: Receiver<Piece>,
         reply: Reply,
     },
+}
+
+/// A piece of a streamed file's content: copied into a pool buffer, or a decompressed chunk
+/// lent whole (most of a big file). An empty piece says the stream was cut.
+enum Piece {
+    Copied(Vec<u8>),
+    Lent(LentChunk),
+}
+
+impl std::ops::Deref for Piece {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Piece::Copied(v) => v,
+            Piece::Lent(c) => c,
+        }
+    }
 }
 
 /// Hashing workers shared by all packages processed at once.
@@ -142,7 +162,9 @@ impl HashPool {
                                     break;
                                 }
                                 b.update(&c);
-                                bufs.give(c);
+                                if let Piece::Copied(v) = c {
+                                    bufs.give(v);
+                                }
                             }
                             // An aborted stream (reader failed) gets no reply: the reader
                             // reports its own error.
@@ -339,7 +361,7 @@ fn feed_contents<R: Read>(
                 reply: reply_tx.clone(),
             }
         } else {
-            let (chunks_tx, chunks) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let (chunks_tx, chunks) = mpsc::sync_channel::<Piece>(CHUNKS_IN_FLIGHT);
             jobs.send(Job::Stream {
                 index: entry.index,
                 chunks,
@@ -387,35 +409,65 @@ fn check_digests_present<R: std::io::Read>(package: &Package<R>) -> Result<u32, 
     Ok(file_algo)
 }
 
-/// Feeds `size` bytes of the current entry to a streaming hash worker in chunks. On a read
-/// error the worker is told the stream was cut (an empty chunk), so it sends no digest.
-/// Returns what the content's first bytes say it is. `file` names the entry in errors.
-fn stream_content<R: BufRead>(
-    cpio: &mut CpioReader<R, &FileList>,
+/// Feeds `size` bytes of the current entry to a streaming hash worker in pieces: whole
+/// decompressed chunks lent without a copy where the content covers them, copies of the parts
+/// that share a chunk with something else. On a read error the worker is told the stream was
+/// cut (an empty piece), so it sends no digest. Returns what the content's first bytes say it
+/// is. `file` names the entry in errors.
+fn stream_content<R: Read>(
+    cpio: &mut CpioReader<PayloadReader<R>, &FileList>,
     file: &FileEntry,
     size: u64,
     pool: &HashPool,
-    chunks: &SyncSender<Vec<u8>>,
+    chunks: &SyncSender<Piece>,
 ) -> Result<ContentKind, DigestError> {
-    let mut kind = None;
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        let mut buf = pool.buffers.take(n);
-        if let Err(source) = read_content(cpio, &mut buf, n) {
-            let _ = chunks.send(Vec::new());
-            return Err(DigestError::ReadContent {
-                path: file.path_lossy(),
-                source,
-            });
-        }
-        left -= n as u64;
-        kind.get_or_insert_with(|| ContentKind::of(&buf));
-        chunks.send(buf).map_err(|_| DigestError::WorkerStopped {
+    let send = |p: Piece| {
+        chunks.send(p).map_err(|_| DigestError::WorkerStopped {
             path: file.path_lossy(),
-        })?;
+        })
+    };
+    let cut = |source| {
+        let _ = chunks.send(Piece::Copied(Vec::new()));
+        DigestError::ReadContent {
+            path: file.path_lossy(),
+            source,
+        }
+    };
+    // The first bytes are read whole, however the chunks fall, to tell what the file is.
+    let head = size.min(KIND_BYTES as u64) as usize;
+    let mut first = pool.buffers.take(head);
+    read_content(cpio, &mut first, head).map_err(cut)?;
+    let kind = ContentKind::of(&first);
+    send(Piece::Copied(first))?;
+    let mut left = size - head as u64;
+    while left > 0 {
+        let piece = next_piece(cpio, pool, left).map_err(cut)?;
+        left -= piece.len() as u64;
+        send(piece)?;
     }
-    Ok(kind.unwrap_or_default())
+    Ok(kind)
+}
+
+/// At most `left` (and one chunk) more bytes of the current entry: the next decompressed chunk
+/// lent whole when the content covers it, else a copy of the rest of the current chunk, so
+/// that the piece after it starts a chunk.
+fn next_piece<R: Read>(
+    cpio: &mut CpioReader<PayloadReader<R>, &FileList>,
+    pool: &HashPool,
+    left: u64,
+) -> std::io::Result<Piece> {
+    let max = left.min(CHUNK as u64) as usize;
+    if let Some(lent) = cpio.lend_content(max)? {
+        return Ok(Piece::Lent(lent));
+    }
+    let mut buf = pool.buffers.take(max);
+    if cpio.append_content(&mut buf, max)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "file data ends early",
+        ));
+    }
+    Ok(Piece::Copied(buf))
 }
 
 /// Whether a file's content digest is the one its header lists (no digest to compare: yes).

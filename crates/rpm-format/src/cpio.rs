@@ -7,6 +7,7 @@ use std::io::{self, BufRead, Read};
 
 use crate::error::{Error, Result};
 use crate::files::FileList;
+use crate::payload::{LendChunks, LentChunk};
 use crate::reader::{read_full, Reader};
 
 /// Longest entry name accepted (rpm paths are bounded by PATH_MAX anyway).
@@ -342,6 +343,24 @@ impl<R: BufRead, F: Borrow<FileList>> CpioReader<R, F> {
         self.remaining -= n as u64;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+impl<R: LendChunks, F: Borrow<FileList>> CpioReader<R, F> {
+    /// Up to `max` bytes of the current entry's content as a chunk of the reader's own, without
+    /// a copy ([`LendChunks`]); `None` when it cannot lend them (read them instead), or at the
+    /// end of the entry.
+    pub fn lend_content(&mut self, max: usize) -> io::Result<Option<LentChunk>> {
+        let want = (max as u64).min(self.remaining) as usize;
+        if want == 0 {
+            return Ok(None);
+        }
+        let Some(chunk) = self.inner.lend(want)? else {
+            return Ok(None);
+        };
+        self.remaining -= chunk.len() as u64;
+        self.pos += chunk.len() as u64;
+        Ok(Some(chunk))
     }
 }
 

@@ -30,5 +30,7 @@ pub use files::{FileEntry, FileList};
 pub use header::{Header, HeaderBuilder, HeaderKind, IndexEntry, OwnedEntry, TagType};
 pub use lead::Lead;
 pub use package::{HeaderDigests, Package, PackageHeaders};
-pub use payload::{Compressor, Decoder, PayloadReader, PayloadSummary, RawPayload};
+pub use payload::{
+    Compressor, Decoder, LendChunks, LentChunk, PayloadReader, PayloadSummary, RawPayload,
+};
 pub use sighdr::{RewriteMode, RewritePlan, SignatureHeader};
