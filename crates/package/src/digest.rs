@@ -346,7 +346,7 @@ fn feed_contents<R: Read>(
         }
         bytes_hashed += entry.size;
         progress.hashed(entry.size);
-        let job = if entry.size <= WHOLE_FILE_MAX {
+        let whole = if entry.size <= WHOLE_FILE_MAX {
             let mut data = pool.buffers.take(entry.size as usize);
             read_content(cpio, &mut data, entry.size as usize).map_err(|source| {
                 DigestError::ReadContent {
@@ -355,11 +355,11 @@ fn feed_contents<R: Read>(
                 }
             })?;
             kinds[entry.index] = ContentKind::of(&data);
-            Job::Whole {
+            Some(Job::Whole {
                 index: entry.index,
                 data,
                 reply: reply_tx.clone(),
-            }
+            })
         } else {
             let (chunks_tx, chunks) = mpsc::sync_channel::<Piece>(CHUNKS_IN_FLIGHT);
             jobs.send(Job::Stream {
@@ -369,16 +369,14 @@ fn feed_contents<R: Read>(
             })
             .map_err(|_| DigestError::PoolStopped)?;
             kinds[entry.index] = stream_content(cpio, f, entry.size, pool, &chunks_tx)?;
-            sent += 1;
-            if !matches_header(f, cpio.get_mut().take_span_digest()) {
-                mismatched.push(entry.index);
-            }
-            continue;
+            None
         };
         if !matches_header(f, cpio.get_mut().take_span_digest()) {
             mismatched.push(entry.index);
         }
-        jobs.send(job).map_err(|_| DigestError::PoolStopped)?;
+        if let Some(job) = whole {
+            jobs.send(job).map_err(|_| DigestError::PoolStopped)?;
+        }
         sent += 1;
     }
     Ok(Fed {

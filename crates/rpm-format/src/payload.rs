@@ -976,7 +976,9 @@ mod tests {
 
     #[test]
     fn lent_chunks_and_reads_give_the_stream_its_digest_and_a_span_digest() {
-        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+        let data: Vec<u8> = (0..3_500_000u32)
+            .map(|i| (i * 7 + i / 1000) as u8)
+            .collect();
         let mut r = reader(&data);
         let mut got = vec![0u8; 10];
         r.read_exact(&mut got).unwrap();
