@@ -38,6 +38,20 @@ pub use verify::{verify_signature, VerifyError};
 pub trait Signer: Send + Sync {
     fn sign_digests(&self, digests: &[FileDigest]) -> Result<Vec<Vec<u8>>, SignerError>;
 
+    /// One digest, signed on the calling thread with nothing spread over others: for callers
+    /// that schedule signing themselves (the service's first-in, first-out signing threads).
+    /// By default a batch of one.
+    fn sign_one(&self, digest: &FileDigest) -> Result<Vec<u8>, SignerError> {
+        let mut sigs = self.sign_digests(std::slice::from_ref(digest))?;
+        match (sigs.pop(), sigs.is_empty()) {
+            (Some(sig), true) => Ok(sig),
+            (last, _) => Err(SignerError::CountMismatch {
+                expected: 1,
+                got: sigs.len() + usize::from(last.is_some()),
+            }),
+        }
+    }
+
     /// DER of the certificate whose key makes the signatures (for reporting and verification).
     fn certificate_der(&self) -> &[u8];
 

@@ -215,6 +215,10 @@ impl Signer for LocalSigner {
             .ok_or_else(|| SignerError::Crypto("a signature went missing".into()))
     }
 
+    fn sign_one(&self, digest: &FileDigest) -> Result<Vec<u8>, SignerError> {
+        self.sign_digest(digest)
+    }
+
     fn certificate_der(&self) -> &[u8] {
         self.cert.der()
     }

@@ -31,7 +31,7 @@ pub struct AppState {
     pub audit: AuditLog,
     pub metrics: Metrics,
     pub limits: Limits,
-    pub pool: rayon::ThreadPool,
+    pub signing: super::signing::SigningThreads,
     pub next_id: AtomicU64,
     pub refusals: RefusalGate,
 }
@@ -402,8 +402,8 @@ fn parse_digest(alg: HashAlgorithm, i: usize, hex_digest: &str) -> Result<FileDi
     })
 }
 
-/// Signs on the CPU pool, within the client's share of it, so signing never blocks the async
-/// workers and one client cannot take every core.
+/// Signs on the signing threads, within the client's share of them, so signing never blocks
+/// the async workers and one client cannot take every core.
 async fn sign_on_pool(
     st: &AppState,
     client: &Client,
@@ -419,22 +419,9 @@ async fn sign_on_pool(
     })?;
     let failed =
         |msg: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", msg);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let batch = digests.to_vec();
-    st.pool.spawn(move || {
-        let _ = tx.send(signer.sign_digests(&batch));
-    });
-    let sigs = match rx.await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(ApiError::from_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "signing_failed",
-                &e,
-            ))
-        }
-        Err(_) => return Err(failed("signing thread panicked".into())),
-    };
+    let sigs = st.signing.sign(signer, digests).await.map_err(|e| {
+        ApiError::from_error(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", &e)
+    })?;
     if sigs.len() != digests.len() {
         return Err(failed(format!(
             "signer returned {} signatures for {} digests",

@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod peers;
 mod setup_error;
+mod signing;
 mod tls;
 
 pub use self::auth::token_hash_hex;
@@ -55,18 +56,14 @@ pub fn prepare(config: Config) -> Result<Prepared, ServeError> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("sign-{i}"))
-        .build()
-        .map_err(ServeError::SigningThreads)?;
+    let signing = signing::SigningThreads::start(threads).map_err(ServeError::SigningThreads)?;
     let state = Arc::new(AppState {
         keys,
         clients: Clients::new(&config.clients, config.limits.per_client_concurrency),
         audit,
         metrics: Default::default(),
         limits: config.limits.clone(),
-        pool,
+        signing,
         next_id: AtomicU64::new(1),
         refusals: RefusalGate::new(config.limits.audit_refusals_per_peer_per_sec),
     });

@@ -249,7 +249,7 @@ pub enum ServeError {
     #[error(transparent)]
     AuditLog(#[from] AuditLogError),
     #[error("starting the signing threads")]
-    SigningThreads(#[source] rayon::ThreadPoolBuildError),
+    SigningThreads(#[source] std::io::Error),
     #[error("starting the async runtime")]
     Runtime(#[source] io::Error),
     #[error("listening on {addr}")]
