@@ -25,6 +25,9 @@ use verity_test_support::vm::{
     repo_root, run, stdout, vm_output,
 };
 
+/// Where both initramfs generators put the boot steps the hooks share (dist/lib/initramfs.sh).
+const INITRAMFS_LIB: &str = "/usr/lib/rpm-verity/initramfs.sh";
+
 fn bin() -> &'static str {
     verity_test_support::bin!()
 }
@@ -229,6 +232,8 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
             &repo.join("dist/dracut/90rpm-verity/rpm-verity-load.sh"),
             "/data/rpm-verity-load.sh",
         ),
+        &"--file",
+        &file(&repo.join("dist/lib/initramfs.sh"), INITRAMFS_LIB),
         &"--disk",
         &img,
         &"--disk",
@@ -376,6 +381,8 @@ fn keyring_status_trigger_and_initramfs_hook_on_a_real_kernel() {
         &rv_bin,
         &"--file",
         &file(&etc, "/etc/rpm-verity"),
+        &"--file",
+        &file(&repo.join("dist/lib/initramfs.sh"), INITRAMFS_LIB),
         &"--pre",
         &repo.join("dist/initramfs-tools/scripts/init-premount/rpm-verity"),
         &"--disk",

@@ -222,6 +222,47 @@ fn boot_with(s: &Setup, ovmf: Option<&Path>, phase: &str, append: Option<&str>) 
     vm_boot(args)
 }
 
+/// A boot through OVMF (signer in the db) where the shipped initramfs-tools script runs first,
+/// as the initramfs runs it before the root is mounted (run.sh `--pre`), with what the hook
+/// puts into the initramfs: rpm-verity as /usr/bin/rpm-verity, the shared boot steps, the
+/// certificates and the signed policy under /etc/rpm-verity.
+fn boot_initramfs_tools(s: &Setup, vars: &Path, phase: &str, append: Option<&str>) -> Steps {
+    let repo = verity_test_support::vm::repo_root();
+    let etc = s.data.parent().unwrap().join(format!("etc-{phase}"));
+    fs::create_dir_all(etc.join("certs")).unwrap();
+    fs::create_dir_all(etc.join("lockdown")).unwrap();
+    fs::copy(s.data.join("certs/files.pem"), etc.join("certs/files.pem")).unwrap();
+    fs::copy(s.data.join("policy.p7b"), etc.join("lockdown/policy.p7b")).unwrap();
+    let mut args: Vec<OsString> = ["--kernel", "6.12", "--timeout", "400", "--bin"]
+        .map(OsString::from)
+        .into();
+    args.push(bin().into());
+    args.push("--bin".into());
+    args.push(format!("{}:/usr/bin/rpm-verity", bin()).into());
+    if let Some(a) = append {
+        args.extend(["--append".into(), a.into()]);
+    }
+    for (src, dst) in [
+        (s.data.clone(), "/lockdown".to_string()),
+        (etc, "/etc/rpm-verity".to_string()),
+        (
+            repo.join("dist/lib/initramfs.sh"),
+            "/usr/lib/rpm-verity/initramfs.sh".to_string(),
+        ),
+    ] {
+        args.push("--file".into());
+        args.push(format!("{}:{dst}", src.display()).into());
+    }
+    args.extend(["--disk".into(), s.image.clone().into()]);
+    args.extend(["--ovmf".into(), vars.into(), "--pre".into()]);
+    args.push(
+        repo.join("dist/initramfs-tools/scripts/init-premount/rpm-verity")
+            .into(),
+    );
+    args.extend([vm_script("guests/lockdown.sh").into(), phase.into()]);
+    vm_boot(args)
+}
+
 fn json(steps: &Steps, name: &str) -> Value {
     steps.json(name, 0)
 }
@@ -405,6 +446,57 @@ fn with_ipe_enforce_0_the_policy_only_logs() {
     assert_eq!(steps.ok("run-unsigned-copy"), "unsigned runs");
     let logged: u32 = steps.ok("audit-permissive").parse().unwrap();
     assert!(logged >= 1, "{logged} permissive IPE denials logged");
+}
+
+/// Debian's initramfs-tools applies the policy as dracut does (the steps are one shared file,
+/// dist/lib/initramfs.sh): before the root is mounted the certificates are loaded and the
+/// policy is active, signed binaries run and the unsigned copy does not; the kernel log says
+/// what happened. With rd.rpm-verity.lockdown=0 the certificates are loaded, no policy is, the
+/// unsigned copy runs, and the kernel log says lockdown was skipped.
+#[test]
+fn initramfs_tools_applies_the_policy_before_the_root_is_mounted() {
+    let s = setup();
+    let vars = db_vars(&s);
+    let steps = boot_initramfs_tools(&s, &vars, "initramfs-tools", None);
+    let st = json(&steps, "status");
+    assert_eq!(st["active_policy"]["name"], "rpm_verity", "{st}");
+    assert_eq!(
+        st["active_policy"]["sha256"],
+        sha256(&s.data.join("policy.p7b"))
+    );
+    assert_eq!(st["locked_down"], true, "{st}");
+    let kmsg = steps.ok("kmsg");
+    assert!(
+        kmsg.contains("rpm-verity: policy rpm_verity version 0.0.1: deployed")
+            && kmsg
+                .contains("rpm-verity: lockdown applied from /etc/rpm-verity/lockdown/policy.p7b"),
+        "{kmsg}"
+    );
+    steps.ok("enable-signed");
+    assert_eq!(steps.ok("run-signed"), "signed runs");
+    let out = steps.rc("run-unsigned-copy", 126);
+    assert!(out.contains("Permission denied"), "{out}");
+
+    let steps = boot_initramfs_tools(
+        &s,
+        &vars,
+        "initramfs-tools-skip",
+        Some("rd.rpm-verity.lockdown=0"),
+    );
+    let st = json(&steps, "status");
+    assert!(st["active_policy"].is_null(), "{st}");
+    assert_eq!(
+        st["fs_verity"]["certificates"].as_array().map(Vec::len),
+        Some(1),
+        "{st}"
+    );
+    let kmsg = steps.ok("kmsg");
+    assert!(
+        kmsg.contains("lockdown skipped (rd.rpm-verity.lockdown=0 on the kernel command line)"),
+        "{kmsg}"
+    );
+    steps.ok("enable-signed");
+    assert_eq!(steps.ok("run-unsigned-copy"), "unsigned runs");
 }
 
 #[test]

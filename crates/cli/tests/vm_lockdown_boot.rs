@@ -87,6 +87,9 @@ fn populate(stage: &Path, files_cert: &Path) {
         let entry = entry.unwrap();
         fs::copy(entry.path(), module.join(entry.file_name())).unwrap();
     }
+    let lib = stage.join("usr/lib/rpm-verity");
+    fs::create_dir_all(&lib).unwrap();
+    fs::copy(repo.join("dist/lib/initramfs.sh"), lib.join("initramfs.sh")).unwrap();
     let certs = stage.join("etc/rpm-verity/certs");
     fs::create_dir_all(&certs).unwrap();
     fs::copy(files_cert, certs.join("files.pem")).unwrap();
@@ -422,6 +425,7 @@ fn debian_root_from_signed_rpms_boots_locked_down_by_dracut_through_ovmf() {
         "etc/rpm-verity/certs/files.pem",
         "etc/rpm-verity/lockdown/policy.p7b",
         "usr/lib/dracut/hooks/pre-mount/10-rpm-verity-load.sh",
+        "usr/lib/rpm-verity/initramfs.sh",
     ] {
         assert!(
             listing.iter().any(|l| l == want),

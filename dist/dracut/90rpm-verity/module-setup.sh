@@ -13,6 +13,7 @@
 # Included by default when there are certificates to load.
 check() {
     require_binaries rpm-verity || return 1
+    [ -r /usr/lib/rpm-verity/initramfs.sh ] || return 1
     for f in /etc/rpm-verity/certs/*; do
         [ -f "$f" ] && return 0
     done
@@ -25,6 +26,7 @@ depends() {
 
 install() {
     inst_binary rpm-verity
+    inst_simple /usr/lib/rpm-verity/initramfs.sh
     inst_dir /etc/rpm-verity/certs
     local f
     for f in /etc/rpm-verity/certs/*; do

@@ -1,7 +1,9 @@
 # Guest side of crates/cli/tests/vm_lockdown.rs: `rpm-verity lockdown` on Debian's 6.12 kernel
 # (IPE). Prints "STEP <name> rc=<n>: <output, newlines as |>" lines; the host test asserts.
 # $1 = "db" (booted through OVMF with the policy signer in the UEFI db), "permissive" (the same,
-# with ipe.enforce=0 on the kernel command line) or "pvh" (no firmware: nothing enrolled).
+# with ipe.enforce=0 on the kernel command line), "pvh" (no firmware: nothing enrolled), or
+# "initramfs-tools" / "initramfs-tools-skip" (through OVMF, after the shipped initramfs-tools
+# script ran as the initramfs would run it; the second with rd.rpm-verity.lockdown=0).
 set -u
 RV=/usr/local/bin/rpm-verity
 D=/lockdown
@@ -19,6 +21,20 @@ state() {
 }
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 echo 0 >/proc/sys/kernel/printk_ratelimit
+
+# --- the initramfs-tools script already ran (run.sh --pre), as it does before the root is
+# mounted: what it left behind ("initramfs-tools"; "initramfs-tools-skip" was booted with
+# rd.rpm-verity.lockdown=0).
+case "${1:-db}" in
+initramfs-tools*)
+    step status $RV lockdown status --json
+    step kmsg sh -c "dmesg | grep 'rpm-verity: ' | sed 's/^\[[^]]*\] //'"
+    step enable-signed fsverity enable $M/bin/busybox-signed --signature=$D/signed.sig
+    step run-signed $M/bin/busybox-signed echo signed runs
+    step run-unsigned-copy $M/bin/busybox-unsigned echo unsigned runs
+    exit 0
+    ;;
+esac
 
 step lsm cat /sys/kernel/security/lsm
 step status-before $RV lockdown status --json
