@@ -305,6 +305,48 @@ fn streamed_content_not_matching_the_header_is_refused() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// The members of a hardlink set of empty files are checked too: each one's FILEDIGESTS entry
+/// must be the empty content's digest (none of them carries content for the others).
+#[test]
+fn empty_hardlinks_not_matching_the_header_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (key, cert) = openssl_key(dir);
+    let orig = build_rpm_custom(
+        dir,
+        "emptylinks",
+        "w0.ufdio",
+        "mkdir -p %{buildroot}/opt/e\n\
+         : > %{buildroot}/opt/e/a\n\
+         ln %{buildroot}/opt/e/a %{buildroot}/opt/e/b\n\
+         printf 'x\\n' > %{buildroot}/opt/e/other\n",
+        "/opt/e/a\n/opt/e/b\n/opt/e/other\n",
+    );
+    let empty = hex::encode(sha2::Sha256::digest(b""));
+    let wrong = hex::encode(sha2::Sha256::digest(b"x"));
+    let bad = dir.join("empty-links.rpm");
+    let data = edit_and_redigest(&orig, |bytes, payload_off| {
+        let n = replace_all(
+            &mut bytes[..payload_off],
+            empty.as_bytes(),
+            wrong.as_bytes(),
+        );
+        assert_eq!(n, 2, "one FILEDIGESTS entry per empty member");
+    });
+    fs::write(&bad, &data).unwrap();
+    let out = sign(&key, &cert, &[s(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/opt/e/a: content does not match the header's digest")
+            || err.contains("/opt/e/b: content does not match the header's digest"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
+    let out = sign(&key, &cert, &[s(&orig)]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// PAYLOADDIGESTALT (the uncompressed payload's digest) is checked too: a package whose
 /// compressed bytes match PAYLOADDIGEST but whose PAYLOADDIGESTALT disagrees is refused, with
 /// every other digest (header SHA-256/SHA-1, MD5) recomputed so that only that check can see it.

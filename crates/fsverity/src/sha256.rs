@@ -41,6 +41,8 @@ impl std::fmt::Debug for Sha256Stream {
 }
 
 impl Sha256Stream {
+    /// On SHA-NI when this CPU has it (checked once per stream), else the `sha2` crate's
+    /// compression function.
     pub fn new() -> Self {
         Sha256Stream {
             kernel: ShaNi::detect(),
@@ -60,6 +62,7 @@ impl Sha256Stream {
         }
     }
 
+    /// The next piece of the stream, of any length.
     pub fn update(&mut self, data: &[u8]) {
         let whole = self.take_head(data);
         let blocks = &whole[..whole.len() / BLOCK * BLOCK];
@@ -111,6 +114,7 @@ impl Sha256Stream {
         self.pending_len += tail.len();
     }
 
+    /// The digest of everything fed (FIPS 180-4 padding with the bit length).
     pub fn finalize(mut self) -> [u8; 32] {
         let mut last = [0u8; 2 * BLOCK];
         last[..self.pending_len].copy_from_slice(&self.pending[..self.pending_len]);
@@ -157,6 +161,32 @@ mod tests {
 
     fn reference(d: &[u8]) -> [u8; 32] {
         sha2::Sha256::digest(d).into()
+    }
+
+    /// This project's machines have SHA-NI: the tests below would otherwise only exercise the
+    /// portable path and say nothing about the kernel.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_sha_ni_kernel_is_what_is_tested_here() {
+        if std::env::var_os("RPM_VERITY_NO_SHA_NI_OK").is_none() {
+            assert!(
+                ShaNi::detect().is_some(),
+                "no SHA-NI on this CPU: set RPM_VERITY_NO_SHA_NI_OK=1 to test the portable path only"
+            );
+        }
+    }
+
+    #[test]
+    fn long_streams_through_the_pair_kernel() {
+        let a = data(300_000, 1);
+        let b = data(300_000, 2);
+        let (mut x, mut y) = (Sha256Stream::new(), Sha256Stream::new());
+        x.update(&b[..13]);
+        x.update_both(&mut y, &a);
+        let mut want = b[..13].to_vec();
+        want.extend_from_slice(&a);
+        assert_eq!(x.finalize(), reference(&want));
+        assert_eq!(y.finalize(), reference(&a));
     }
 
     #[test]

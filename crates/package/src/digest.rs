@@ -331,18 +331,18 @@ fn feed_contents<R: Read>(
         let check = !f.digest.is_empty();
         if entry.size == 0 {
             // A hardlink member without the set's content is checked through the member
-            // that carries it.
-            let alone = files.hardlink_set(entry.index).is_none();
+            // that carries it; the members of an empty set (and empty files) are empty.
+            let carried_elsewhere = files.hardlink_set(entry.index).is_some() && f.size > 0;
             let empty = check
                 .then(|| DigestStream::of(file_algo, &[]))
                 .transpose()?;
-            if alone && !matches_header(f, empty) {
+            if !carried_elsewhere && !matches_header(f, empty) {
                 mismatched.push(entry.index);
             }
             continue;
         }
         if check {
-            cpio.get_mut().start_span_digest(file_algo)?;
+            cpio.start_span_digest(file_algo)?;
         }
         bytes_hashed += entry.size;
         progress.hashed(entry.size);
@@ -371,7 +371,7 @@ fn feed_contents<R: Read>(
             kinds[entry.index] = stream_content(cpio, f, entry.size, pool, &chunks_tx)?;
             None
         };
-        if !matches_header(f, cpio.get_mut().take_span_digest()) {
+        if !matches_header(f, cpio.take_span_digest()) {
             mismatched.push(entry.index);
         }
         if let Some(job) = whole {

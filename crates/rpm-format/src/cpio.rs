@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Read};
 
 use crate::error::{Error, Result};
 use crate::files::FileList;
-use crate::payload::{LendChunks, LentChunk};
+use crate::payload::{LendChunks, LentChunk, PayloadReader};
 use crate::reader::{read_full, Reader};
 
 /// Longest entry name accepted (rpm paths are bounded by PATH_MAX anyway).
@@ -119,12 +119,6 @@ impl<R: Read, F: Borrow<FileList>> CpioReader<R, F> {
 
     pub fn into_inner(self) -> R {
         self.inner
-    }
-
-    /// The reader underneath, for what does not move it (a digest of the bytes it hands out):
-    /// reading from it directly would take bytes from under the archive's framing.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<()> {
@@ -358,9 +352,28 @@ impl<R: LendChunks, F: Borrow<FileList>> CpioReader<R, F> {
         let Some(chunk) = self.inner.lend(want)? else {
             return Ok(None);
         };
+        if chunk.len() > want {
+            // A reader that breaks the contract would hand out the next entry's bytes as this
+            // one's content.
+            return Err(cpio_err(self.pos, "reader lent past the end of the entry").into_io());
+        }
         self.remaining -= chunk.len() as u64;
         self.pos += chunk.len() as u64;
         Ok(Some(chunk))
+    }
+}
+
+impl<R: Read, F: Borrow<FileList>> CpioReader<PayloadReader<R>, F> {
+    /// Starts a digest (rpm's algorithm `algo`) of the current entry's content, in the same
+    /// pass as the payload's own digest: call it right after [`CpioReader::next_entry`], and
+    /// take it once the content is read, before the next entry.
+    pub fn start_span_digest(&mut self, algo: u32) -> Result<()> {
+        self.inner.start_span_digest(algo)
+    }
+
+    /// The digest started by [`CpioReader::start_span_digest`].
+    pub fn take_span_digest(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_span_digest()
     }
 }
 
@@ -496,6 +509,107 @@ mod tests {
         newc(&mut v, "./d/b", 0o100644, 2, b"hello");
         trailer(&mut v);
         v
+    }
+
+    /// Contents handed out as lent chunks and copies, as `sign` reads them, with entries placed
+    /// so that one's first bytes straddle a chunk boundary and its end shares a chunk with the
+    /// next header, and the next one's content starts exactly on a boundary: every entry's
+    /// bytes come out exactly (a lent chunk running past its entry would add the next entry's),
+    /// the span digest of each is its content's, and the payload's own digest and size hold.
+    #[test]
+    fn lent_content_never_crosses_an_entry() {
+        use crate::payload::{PayloadExpectations, RawPayload, CHUNK};
+        use crate::{Compressor, DigestStream, PayloadReader};
+        use sha2::Digest;
+        const HDR: usize = 116; // a newc header with a 5-byte name, padded
+        let content = |seed: u8, n: usize| -> Vec<u8> {
+            (0..n).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect()
+        };
+        // x from 0; y's content from CHUNK - 20 to 4 CHUNK - HDR (its head straddles the first
+        // boundary, the rest of that chunk is copied, the third chunk is lent whole, its end
+        // shares the fourth with z's header); z's content from 4 CHUNK.
+        let x = content(1, CHUNK - 2 * HDR - 20);
+        let y = content(2, 3 * CHUNK - 96);
+        let z = content(3, CHUNK + 64);
+        let fl = FileList::from_header(&header_for(
+            &[
+                F {
+                    path: "/d/x",
+                    size: x.len() as u64,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 1,
+                },
+                F {
+                    path: "/d/y",
+                    size: y.len() as u64,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 2,
+                },
+                F {
+                    path: "/d/z",
+                    size: z.len() as u64,
+                    mode: 0o100644,
+                    flags: 0,
+                    inode: 3,
+                },
+            ],
+            false,
+        ))
+        .unwrap();
+        let mut v = Vec::new();
+        newc(&mut v, "./d/x", 0o100644, 1, &x);
+        newc(&mut v, "./d/y", 0o100644, 1, &y);
+        assert_eq!(v.len(), 4 * CHUNK - HDR);
+        newc(&mut v, "./d/z", 0o100644, 1, &z);
+        trailer(&mut v);
+
+        let raw = RawPayload::new(
+            std::io::Cursor::new(v.clone()),
+            &[],
+            &PayloadExpectations::default(),
+        )
+        .unwrap();
+        let payload = PayloadReader::threaded(Compressor::Gzip, raw, Some(v.len() as u64))
+            .unwrap()
+            .with_uncompressed_digest(8, &hex::encode(sha2::Sha256::digest(&v)))
+            .unwrap();
+        let mut cpio = CpioReader::new(payload, &fl);
+        let mut lent_per_entry = Vec::new();
+        for want in [&x, &y, &z] {
+            let e = cpio.next_entry().unwrap().unwrap();
+            cpio.start_span_digest(8).unwrap();
+            let mut got = Vec::new();
+            let head = want.len().min(64);
+            while got.len() < head {
+                let more = head - got.len();
+                assert!(cpio.append_content(&mut got, more).unwrap() > 0);
+            }
+            let mut lent = 0;
+            while (got.len() as u64) < e.size {
+                let left = (e.size - got.len() as u64).min(CHUNK as u64) as usize;
+                if let Some(c) = cpio.lend_content(left).unwrap() {
+                    assert!(c.len() <= left);
+                    got.extend_from_slice(&c);
+                    lent += 1;
+                } else {
+                    assert!(cpio.append_content(&mut got, left).unwrap() > 0);
+                }
+            }
+            assert!(cpio.lend_content(CHUNK).unwrap().is_none(), "past the end");
+            assert!(&got == want, "entry {} differs", e.index);
+            assert_eq!(
+                cpio.take_span_digest(),
+                Some(DigestStream::of(8, want).unwrap())
+            );
+            lent_per_entry.push(lent);
+        }
+        // y holds the whole third chunk; nothing else covers a whole chunk of its own.
+        assert_eq!(lent_per_entry, vec![0, 1, 0]);
+        assert!(cpio.next_entry().unwrap().is_none());
+        let summary = cpio.into_inner().finish().unwrap();
+        assert!(summary.checked_uncompressed_digest && summary.checked_uncompressed_size);
     }
 
     #[test]

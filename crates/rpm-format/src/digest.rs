@@ -35,6 +35,7 @@ impl DigestStream {
         }))
     }
 
+    /// The next piece of what is digested.
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.0 {
             Inner::Sha256(h) => h.update(data),
@@ -53,6 +54,7 @@ impl DigestStream {
         }
     }
 
+    /// The digest's bytes, to compare with the hex a header holds.
     pub fn finalize(self) -> Vec<u8> {
         match self.0 {
             Inner::Sha256(h) => h.finalize().to_vec(),

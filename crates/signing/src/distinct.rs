@@ -35,16 +35,42 @@ impl<'a> DistinctDigests<'a> {
     /// One value per input, taken from `per_unique` (one per distinct digest, in `unique`'s
     /// order); `None` when `per_unique` does not have one per distinct digest.
     pub fn spread<T: Clone>(&self, per_unique: &[T]) -> Option<Vec<T>> {
-        if per_unique.len() != self.unique.len() {
-            return None;
-        }
-        Some(
-            self.slot_of_input
-                .iter()
-                .map(|&i| per_unique[i].clone())
-                .collect(),
-        )
+        spread(&self.slot_of_input, self.unique.len(), per_unique)
     }
+
+    /// What [`DistinctDigests::spread`] needs, without the borrowed digests: for a request
+    /// whose signatures come back after its digests were handed to signing threads.
+    pub fn spreader(&self) -> Spreader {
+        Spreader {
+            slot_of_input: self.slot_of_input.clone(),
+            unique: self.unique.len(),
+        }
+    }
+}
+
+/// [`DistinctDigests::spread`] for later.
+#[derive(Clone, Debug)]
+pub struct Spreader {
+    slot_of_input: Vec<usize>,
+    unique: usize,
+}
+
+impl Spreader {
+    pub fn spread<T: Clone>(&self, per_unique: &[T]) -> Option<Vec<T>> {
+        spread(&self.slot_of_input, self.unique, per_unique)
+    }
+}
+
+fn spread<T: Clone>(slot_of_input: &[usize], unique: usize, per_unique: &[T]) -> Option<Vec<T>> {
+    if per_unique.len() != unique {
+        return None;
+    }
+    Some(
+        slot_of_input
+            .iter()
+            .map(|&i| per_unique[i].clone())
+            .collect(),
+    )
 }
 
 #[cfg(test)]

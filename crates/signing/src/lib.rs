@@ -18,7 +18,7 @@ pub use cert::{kernel_key_description, subject_common_name, CertError, Certifica
 pub use cert_file::{
     cert_dir_files, read_cert_dir, read_cert_file, CertFile, CertFileError, MAX_CERT_FILE_LEN,
 };
-pub use distinct::DistinctDigests;
+pub use distinct::{DistinctDigests, Spreader};
 pub use key::{read_key_passphrase, KeyError, PassphraseError, SigningKey, KEY_PASSPHRASE_ENV};
 pub use local::{read_bounded, KeyMismatch, LoadError, LocalSigner};
 pub use pkcs11::{is_pkcs11_uri, Pkcs11Error, Pkcs11Key, Pkcs11Uri, PKCS11_MODULE_ENV};
@@ -38,9 +38,10 @@ pub use verify::{verify_signature, VerifyError};
 pub trait Signer: Send + Sync {
     fn sign_digests(&self, digests: &[FileDigest]) -> Result<Vec<Vec<u8>>, SignerError>;
 
-    /// One digest, signed on the calling thread with nothing spread over others: for callers
-    /// that schedule signing themselves (the service's first-in, first-out signing threads).
-    /// By default a batch of one.
+    /// One digest, for callers that schedule signing themselves (the service's first-in,
+    /// first-out signing threads). `LocalSigner` signs it on the calling thread; the default is
+    /// a batch of one, which an implementation may still hand elsewhere (a `RemoteSigner`
+    /// sends it as one request).
     fn sign_one(&self, digest: &FileDigest) -> Result<Vec<u8>, SignerError> {
         let mut sigs = self.sign_digests(std::slice::from_ref(digest))?;
         match (sigs.pop(), sigs.is_empty()) {

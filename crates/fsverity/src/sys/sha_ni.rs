@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 
 /// Proof that the CPU has SHA-NI, SSSE3 and SSE4.1: the only way to reach the kernels.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct ShaNi(());
 
 impl ShaNi {

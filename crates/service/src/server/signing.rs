@@ -15,11 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use fsverity::FileDigest;
-use verity_signing::{DistinctDigests, Signer, SignerError};
+use verity_signing::{DistinctDigests, Signer, SignerError, Spreader};
 
 /// Threads signing queued digests in order.
 pub struct SigningThreads {
     queue: Mutex<Sender<Task>>,
+}
+
+/// A request's digests, queued: [`Queued::wait`] gives their signatures.
+pub struct Queued {
+    spreader: Spreader,
+    rx: tokio::sync::oneshot::Receiver<Result<Vec<Vec<u8>>, SignerError>>,
 }
 
 /// One digest of a batch.
@@ -40,6 +46,8 @@ struct Batch {
 }
 
 impl SigningThreads {
+    /// `threads` signing threads (the service starts one per core), named `sign-N` for
+    /// `top -H` and profiles.
     pub fn start(threads: usize) -> std::io::Result<SigningThreads> {
         let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
@@ -60,13 +68,26 @@ impl SigningThreads {
         signer: Arc<dyn Signer>,
         digests: &[FileDigest],
     ) -> Result<Vec<Vec<u8>>, SignerError> {
+        self.enqueue(signer, digests)?.wait().await
+    }
+
+    /// Queues `digests` at once, in one piece: a request queued after this one is signed after
+    /// it. Dropping the [`Queued`] before it is done skips what was not signed yet (the client
+    /// went away or the request timed out), so abandoned work does not hold up later requests.
+    pub fn enqueue(
+        &self,
+        signer: Arc<dyn Signer>,
+        digests: &[FileDigest],
+    ) -> Result<Queued, SignerError> {
         let distinct = DistinctDigests::new(digests);
         let unique: Vec<FileDigest> = distinct.unique.iter().map(|d| (*d).clone()).collect();
-        if unique.is_empty() {
-            return Ok(Vec::new());
-        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let n = unique.len();
+        let spreader = distinct.spreader();
+        if n == 0 {
+            let _ = tx.send(Ok(Vec::new()));
+            return Ok(Queued { spreader, rx });
+        }
         let batch = Arc::new(Batch {
             signer,
             digests: unique,
@@ -76,26 +97,31 @@ impl SigningThreads {
             error: Mutex::new(None),
             done: Mutex::new(Some(tx)),
         });
-        {
-            let queue = self
-                .queue
-                .lock()
-                .map_err(|_| SignerError::Crypto("signing queue poisoned".into()))?;
-            for index in 0..n {
-                let task = Task {
-                    batch: Arc::clone(&batch),
-                    index,
-                };
-                if queue.send(task).is_err() {
-                    return Err(SignerError::Crypto("signing threads stopped".into()));
-                }
+        let queue = self
+            .queue
+            .lock()
+            .map_err(|_| SignerError::Crypto("signing queue poisoned".into()))?;
+        for index in 0..n {
+            let task = Task {
+                batch: Arc::clone(&batch),
+                index,
+            };
+            if queue.send(task).is_err() {
+                return Err(SignerError::Crypto("signing threads stopped".into()));
             }
         }
-        drop(batch);
-        let per_unique = rx
+        Ok(Queued { spreader, rx })
+    }
+}
+
+impl Queued {
+    /// The signatures, one per digest given to [`SigningThreads::enqueue`], in its order.
+    pub async fn wait(self) -> Result<Vec<Vec<u8>>, SignerError> {
+        let per_unique = self
+            .rx
             .await
             .map_err(|_| SignerError::Crypto("signing threads stopped".into()))??;
-        distinct
+        self.spreader
             .spread(&per_unique)
             .ok_or_else(|| SignerError::Crypto("a signature went missing".into()))
     }
@@ -111,8 +137,9 @@ fn work(rx: &Mutex<Receiver<Task>>) {
             Err(_) => return,
         };
         let b = &task.batch;
-        // Once one digest of a batch failed, the rest of it is not worth signing.
-        if !b.failed.load(Ordering::Relaxed) {
+        // Once one digest of a batch failed, the rest of it is not worth signing; nor is a
+        // batch nobody waits for any more.
+        if !b.failed.load(Ordering::Relaxed) && !b.abandoned() {
             let signed = catch_unwind(AssertUnwindSafe(|| {
                 b.signer.sign_one(&b.digests[task.index])
             }))
@@ -134,6 +161,16 @@ fn work(rx: &Mutex<Receiver<Task>>) {
         if b.left.fetch_sub(1, Ordering::AcqRel) == 1 {
             finish(b);
         }
+    }
+}
+
+impl Batch {
+    /// Whether the request went away (its [`Queued`] was dropped).
+    fn abandoned(&self) -> bool {
+        self.done
+            .lock()
+            .map(|d| d.as_ref().is_none_or(|tx| tx.is_closed()))
+            .unwrap_or(true)
     }
 }
 
@@ -160,14 +197,15 @@ fn finish(b: &Batch) {
 mod tests {
     use super::*;
     use fsverity::HashAlgorithm;
-    use std::sync::atomic::AtomicU32;
-    use std::time::Duration;
+    use std::sync::Condvar;
 
-    /// Signs by echoing the digest, slowly, and records the order it was asked in.
+    /// Signs by echoing the digest once its gate is open, and records the order it was asked
+    /// in (by each digest's first byte); can be told to fail or panic on one digest.
     struct Echo {
         order: Mutex<Vec<u8>>,
+        gate: (Mutex<bool>, Condvar),
         fail_on: Option<u8>,
-        calls: AtomicU32,
+        panic_on: Option<u8>,
     }
 
     impl Signer for Echo {
@@ -175,10 +213,17 @@ mod tests {
             digests.iter().map(|d| self.sign_one(d)).collect()
         }
         fn sign_one(&self, d: &FileDigest) -> Result<Vec<u8>, SignerError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
             let first = d.as_bytes()[0];
-            std::thread::sleep(Duration::from_millis(2));
+            let (open, cv) = &self.gate;
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+            drop(g);
             self.order.lock().unwrap().push(first);
+            if Some(first) == self.panic_on {
+                panic!("signer bug on {first}");
+            }
             if Some(first) == self.fail_on {
                 return Err(SignerError::Crypto(format!("refused {first}")));
             }
@@ -189,18 +234,32 @@ mod tests {
         }
     }
 
+    impl Echo {
+        fn new(open: bool) -> Arc<Echo> {
+            Arc::new(Echo {
+                order: Mutex::new(Vec::new()),
+                gate: (Mutex::new(open), Condvar::new()),
+                fail_on: None,
+                panic_on: None,
+            })
+        }
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+        fn order(&self) -> Vec<u8> {
+            self.order.lock().unwrap().clone()
+        }
+    }
+
     fn digest(first: u8, n: u8) -> FileDigest {
         let mut b = [n; 32];
         b[0] = first;
         FileDigest::new(HashAlgorithm::Sha256, &b).unwrap()
     }
 
-    fn echo(fail_on: Option<u8>) -> Arc<Echo> {
-        Arc::new(Echo {
-            order: Mutex::new(Vec::new()),
-            fail_on,
-            calls: AtomicU32::new(0),
-        })
+    fn batch(first: u8, n: u8) -> Vec<FileDigest> {
+        (0..n).map(|i| digest(first, i)).collect()
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -212,56 +271,78 @@ mod tests {
     #[test]
     fn signatures_in_request_order_with_duplicates_signed_once() {
         let threads = SigningThreads::start(2).unwrap();
-        let signer = echo(None);
+        let signer = Echo::new(true);
         let ds = vec![digest(1, 1), digest(2, 2), digest(1, 1), digest(3, 3)];
         let sigs = rt().block_on(threads.sign(signer.clone(), &ds)).unwrap();
         let want: Vec<Vec<u8>> = ds.iter().map(|d| d.as_bytes().to_vec()).collect();
         assert_eq!(sigs, want);
-        assert_eq!(signer.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(signer.order().len(), 3);
+        assert!(rt().block_on(threads.sign(signer, &[])).unwrap().is_empty());
     }
 
+    /// The order that kept requests from being buried under later ones (a rayon thread waiting
+    /// in `join` ran the next request first): every digest of a request queued earlier is
+    /// signed before any of one queued later, even when the later one arrives while the
+    /// earlier one is being signed.
     #[test]
     fn an_earlier_request_is_signed_before_a_later_one_starts() {
-        let threads = Arc::new(SigningThreads::start(2).unwrap());
-        let signer = echo(None);
-        let a: Vec<FileDigest> = (0..20).map(|i| digest(10, i)).collect();
-        let b: Vec<FileDigest> = (0..20).map(|i| digest(20, i)).collect();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (t1, s1, t2, s2) = (
-                threads.clone(),
-                signer.clone(),
-                threads.clone(),
-                signer.clone(),
-            );
-            let first = tokio::spawn(async move { t1.sign(s1, &a).await });
-            // The first request is queued whole before the second arrives.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let second = tokio::spawn(async move { t2.sign(s2, &b).await });
-            first.await.unwrap().unwrap();
-            second.await.unwrap().unwrap();
-        });
-        let order = signer.order.lock().unwrap().clone();
-        let last_a = order.iter().rposition(|&x| x == 10).unwrap();
-        let first_b = order.iter().position(|&x| x == 20).unwrap();
-        // With two threads, at most one digest of the second request can start while the
-        // last of the first is being signed.
-        assert!(first_b + 1 >= last_a, "interleaved: {order:?}");
+        let threads = SigningThreads::start(1).unwrap();
+        let signer = Echo::new(false);
+        let a = threads.enqueue(signer.clone(), &batch(10, 20)).unwrap();
+        let b = threads.enqueue(signer.clone(), &batch(20, 20)).unwrap();
+        signer.open();
+        let rt = rt();
+        rt.block_on(b.wait()).unwrap();
+        rt.block_on(a.wait()).unwrap();
+        let want: Vec<u8> = [[10u8; 20], [20u8; 20]].concat();
+        assert_eq!(signer.order(), want);
     }
 
     #[test]
     fn a_failure_fails_the_request_and_the_threads_go_on() {
         let threads = SigningThreads::start(2).unwrap();
-        let bad = echo(Some(7));
+        let bad = Arc::new(Echo {
+            fail_on: Some(7),
+            ..Arc::try_unwrap(Echo::new(true)).ok().unwrap()
+        });
         let ds: Vec<FileDigest> = (5..10).map(|i| digest(i, i)).collect();
         let err = rt().block_on(threads.sign(bad, &ds)).unwrap_err();
         assert!(err.to_string().contains("refused 7"), "{err}");
-        let good = echo(None);
-        let sigs = rt().block_on(threads.sign(good, &ds)).unwrap();
+        let sigs = rt().block_on(threads.sign(Echo::new(true), &ds)).unwrap();
         assert_eq!(sigs.len(), 5);
+    }
+
+    /// A signer that panics fails its request with an error instead of taking the thread (and
+    /// with a one-thread pool, the whole service) down.
+    #[test]
+    fn a_panicking_signer_fails_the_request_and_the_thread_goes_on() {
+        let threads = SigningThreads::start(1).unwrap();
+        let bad = Arc::new(Echo {
+            panic_on: Some(3),
+            ..Arc::try_unwrap(Echo::new(true)).ok().unwrap()
+        });
+        let err = rt().block_on(threads.sign(bad, &batch(3, 2))).unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        let sigs = rt()
+            .block_on(threads.sign(Echo::new(true), &batch(4, 3)))
+            .unwrap();
+        assert_eq!(sigs.len(), 3);
+    }
+
+    /// A request dropped while queued (its client went away, or it timed out) is not signed:
+    /// the later request after it is served without waiting for dead work.
+    #[test]
+    fn a_request_dropped_while_queued_is_skipped() {
+        let threads = SigningThreads::start(1).unwrap();
+        let signer = Echo::new(false);
+        let a = threads.enqueue(signer.clone(), &batch(1, 2)).unwrap();
+        let gone = threads.enqueue(signer.clone(), &batch(2, 50)).unwrap();
+        let c = threads.enqueue(signer.clone(), &batch(3, 2)).unwrap();
+        drop(gone);
+        signer.open();
+        let rt = rt();
+        rt.block_on(a.wait()).unwrap();
+        rt.block_on(c.wait()).unwrap();
+        assert_eq!(signer.order(), vec![1, 1, 3, 3]);
     }
 }
