@@ -292,17 +292,31 @@ fn streamed_content_not_matching_the_header_is_refused() {
         assert!(bytes[at].is_ascii_lowercase() || bytes[at] == b' ' || bytes[at] == b'\n');
         bytes[at] = b'#';
     });
-    fs::write(&bad, &data).unwrap();
-    let out = sign(&key, &cert, &[s(&bad)]);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_and_original_signs(&key, &cert, &bad, &data, &orig);
     assert!(
         err.contains("/opt/b/big: content does not match the header's digest"),
         "{err}"
     );
-    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
-    let out = sign(&key, &cert, &[s(&orig)]);
+}
+
+/// Writes `data` (an edit of `orig`) to `bad`; `sign` must refuse it with exit 1 and leave it
+/// unchanged, and sign the untouched `orig` (so the check does not refuse everything).
+/// Returns the refusal's stderr.
+fn refused_and_original_signs(
+    key: &Path,
+    cert: &Path,
+    bad: &Path,
+    data: &[u8],
+    orig: &Path,
+) -> String {
+    fs::write(bad, data).unwrap();
+    let out = sign(key, cert, &[s(bad)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(fs::read(bad).unwrap(), data, "unchanged");
+    let out = sign(key, cert, &[s(orig)]);
     assert!(out.status.success(), "{}", text(&out));
+    err
 }
 
 /// The members of a hardlink set of empty files are checked too: each one's FILEDIGESTS entry
@@ -333,18 +347,12 @@ fn empty_hardlinks_not_matching_the_header_are_refused() {
         );
         assert_eq!(n, 2, "one FILEDIGESTS entry per empty member");
     });
-    fs::write(&bad, &data).unwrap();
-    let out = sign(&key, &cert, &[s(&bad)]);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_and_original_signs(&key, &cert, &bad, &data, &orig);
     assert!(
         err.contains("/opt/e/a: content does not match the header's digest")
             || err.contains("/opt/e/b: content does not match the header's digest"),
         "{err}"
     );
-    assert_eq!(fs::read(&bad).unwrap(), data, "unchanged");
-    let out = sign(&key, &cert, &[s(&orig)]);
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// PAYLOADDIGESTALT (the uncompressed payload's digest) is checked too: a package whose

@@ -13,6 +13,7 @@ use verity_test_support::{openssl, run, s};
 use rpm_format::{tags, Package};
 use support::{
     build_rpm, build_rpm_custom, rpm2cpio_extract, rpmsign_verity, signing_setup, Contents,
+    SigningSetup,
 };
 
 const PAYLOADS: [&str; 6] = [
@@ -315,6 +316,33 @@ fn check_signed(dir: &Path, original: &Path, signed: &Path, cert: &Path, alg: &s
     check_with_openssl(dir, signed, cert, alg);
 }
 
+/// Signs a copy of `orig` with rpmsign and one with `rpm-verity sign` (rpmsign's option names),
+/// checks that tags 276/277 are byte-identical and that the signatures hold
+/// (`check_signed`); returns our signed copy.
+fn sign_like_rpmsign(dir: &Path, setup: &SigningSetup, orig: &Path, name: &str) -> PathBuf {
+    let theirs = dir.join(format!("{name}-rpmsign.rpm"));
+    let ours = dir.join(format!("{name}-ours.rpm"));
+    fs::copy(orig, &theirs).unwrap();
+    fs::copy(orig, &ours).unwrap();
+    rpmsign_verity(setup, &theirs);
+    let out = rv(&[
+        "sign",
+        "--fskpath",
+        s(&setup.key),
+        "--certpath",
+        s(&setup.cert),
+        s(&ours),
+    ]);
+    assert_ok(&out);
+    let (ours276, ours277) = verity_tags(&ours);
+    let (their276, their277) = verity_tags(&theirs);
+    assert!(their276.is_some());
+    assert_eq!(ours276, their276, "{name}: tag 276 differs from rpmsign's");
+    assert_eq!(ours277, their277, "{name}: tag 277 differs from rpmsign's");
+    check_signed(dir, orig, &ours, &setup.cert, "sha256");
+    ours
+}
+
 #[test]
 fn tags_identical_to_rpmsign_for_every_compressor() {
     let t = tempfile::tempdir().unwrap();
@@ -323,36 +351,7 @@ fn tags_identical_to_rpmsign_for_every_compressor() {
     for payload in PAYLOADS {
         let name = format!("c{}", payload.replace('.', ""));
         let orig = build_rpm(dir, &name, payload, Contents::RPMSIGN_SAFE);
-        let theirs = dir.join(format!("{name}-rpmsign.rpm"));
-        let ours = dir.join(format!("{name}-ours.rpm"));
-        fs::copy(&orig, &theirs).unwrap();
-        fs::copy(&orig, &ours).unwrap();
-        rpmsign_verity(&setup, &theirs);
-        let out = rv(&[
-            "sign",
-            "--fskpath",
-            s(&setup.key),
-            "--certpath",
-            s(&setup.cert),
-            s(&ours),
-        ]);
-        assert!(
-            out.status.success(),
-            "{payload}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (ours276, ours277) = verity_tags(&ours);
-        let (their276, their277) = verity_tags(&theirs);
-        assert!(their276.is_some());
-        assert_eq!(
-            ours276, their276,
-            "{payload}: tag 276 differs from rpmsign's"
-        );
-        assert_eq!(
-            ours277, their277,
-            "{payload}: tag 277 differs from rpmsign's"
-        );
-        check_signed(dir, &orig, &ours, &setup.cert, "sha256");
+        sign_like_rpmsign(dir, &setup, &orig, &name);
     }
 }
 
@@ -376,32 +375,7 @@ fn files_over_a_chunk_match_rpmsign() {
     for payload in ["w0.ufdio", "w3.zstdio", "w6.gzdio"] {
         let name = format!("b{}", payload.replace('.', ""));
         let orig = build_rpm_custom(dir, &name, payload, install, files);
-        let theirs = dir.join(format!("{name}-rpmsign.rpm"));
-        let ours = dir.join(format!("{name}-ours.rpm"));
-        fs::copy(&orig, &theirs).unwrap();
-        fs::copy(&orig, &ours).unwrap();
-        rpmsign_verity(&setup, &theirs);
-        let out = rv(&[
-            "sign",
-            "--key",
-            s(&setup.key),
-            "--cert",
-            s(&setup.cert),
-            s(&ours),
-        ]);
-        assert_ok(&out);
-        let (ours276, ours277) = verity_tags(&ours);
-        let (their276, their277) = verity_tags(&theirs);
-        assert!(their276.is_some());
-        assert_eq!(
-            ours276, their276,
-            "{payload}: tag 276 differs from rpmsign's"
-        );
-        assert_eq!(
-            ours277, their277,
-            "{payload}: tag 277 differs from rpmsign's"
-        );
-        check_signed(dir, &orig, &ours, &setup.cert, "sha256");
+        sign_like_rpmsign(dir, &setup, &orig, &name);
 
         // What a streamed file is comes from its first bytes, wherever the chunks fall.
         let exe = dir.join(format!("{name}-exe.rpm"));
