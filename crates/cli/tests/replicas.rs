@@ -186,11 +186,19 @@ fn in_flight(agent: &ureq::Agent, addr: &str) -> i64 {
         .unwrap()
 }
 
+/// The complete lines of an audit log. The replica SIGKILLed while writing may leave a torn last
+/// line (no newline: the kernel stops a write between pages for a fatal signal); its request
+/// was never answered, since answers wait for the fsync, and `AuditLog::open` cuts such a line
+/// off when the replica starts again. Every other line must be whole JSON.
 fn audit(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {l:?}: {e}", p.display())))
+    let bytes = std::fs::read(p).unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| {
+            serde_json::from_str(l.trim_end())
+                .unwrap_or_else(|e| panic!("{}: {l:?}: {e}", p.display()))
+        })
         .collect()
 }
 
