@@ -9,7 +9,7 @@
 //! request alone still has every thread on it; requests that queue are served in order.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -40,7 +40,7 @@ struct Batch {
     digests: Vec<FileDigest>,
     signatures: Mutex<Vec<Vec<u8>>>,
     left: AtomicUsize,
-    failed: AtomicBool,
+    /// The first failure; once set, the rest of the batch is not signed.
     error: Mutex<Option<SignerError>>,
     done: Mutex<Option<tokio::sync::oneshot::Sender<Result<Vec<Vec<u8>>, SignerError>>>>,
 }
@@ -93,7 +93,6 @@ impl SigningThreads {
             digests: unique,
             signatures: Mutex::new(vec![Vec::new(); n]),
             left: AtomicUsize::new(n),
-            failed: AtomicBool::new(false),
             error: Mutex::new(None),
             done: Mutex::new(Some(tx)),
         });
@@ -139,7 +138,7 @@ fn work(rx: &Mutex<Receiver<Task>>) {
         let b = &task.batch;
         // Once one digest of a batch failed, the rest of it is not worth signing; nor is a
         // batch nobody waits for any more.
-        if !b.failed.load(Ordering::Relaxed) && !b.abandoned() {
+        if !b.failed() && !b.abandoned() {
             let signed = catch_unwind(AssertUnwindSafe(|| {
                 b.signer.sign_one(&b.digests[task.index])
             }))
@@ -151,7 +150,6 @@ fn work(rx: &Mutex<Receiver<Task>>) {
                     }
                 }
                 Err(e) => {
-                    b.failed.store(true, Ordering::Relaxed);
                     if let Ok(mut slot) = b.error.lock() {
                         slot.get_or_insert(e);
                     }
@@ -165,6 +163,11 @@ fn work(rx: &Mutex<Receiver<Task>>) {
 }
 
 impl Batch {
+    /// Whether a digest of the batch failed (a poisoned lock counts as failed).
+    fn failed(&self) -> bool {
+        self.error.lock().map(|e| e.is_some()).unwrap_or(true)
+    }
+
     /// Whether the request went away (its [`Queued`] was dropped).
     fn abandoned(&self) -> bool {
         self.done
@@ -176,11 +179,12 @@ impl Batch {
 
 /// The last digest of a batch is done: hand the signatures (or the first error) over.
 fn finish(b: &Batch) {
-    let outcome = match b.error.lock().ok().and_then(|mut e| e.take()) {
+    let first_error = match b.error.lock() {
+        Ok(mut e) => e.take(),
+        Err(_) => Some(SignerError::Crypto("signing failed".into())),
+    };
+    let outcome = match first_error {
         Some(e) => Err(e),
-        None if b.failed.load(Ordering::Relaxed) => {
-            Err(SignerError::Crypto("signing failed".into()))
-        }
         None => Ok(b
             .signatures
             .lock()
